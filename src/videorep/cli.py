@@ -1,0 +1,63 @@
+"""The ``videorep`` command line.
+
+Each subcommand lives next to the code it drives and registers itself through a
+``register(subparsers)`` function listed in ``COMMAND_MODULES``; this module only assembles them,
+runs the chosen handler, and turns a :class:`~videorep.errors.VideorepError` into one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from videorep.errors import VideorepError
+
+# Modules exposing ``register(subparsers)``. Imports inside handlers stay lazy so that
+# ``videorep --help`` does not pay for importing torch.
+COMMAND_MODULES = [
+    "videorep.backbones.commands",
+    "videorep.train.commands",
+    "videorep.eval.commands",
+    "videorep.demo",
+    "videorep.experiments.commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videorep",
+        description="Self-supervised video representation learning and evaluation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                # that command group is not part of this build yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except VideorepError as exc:
+        print(f"videorep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("videorep: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

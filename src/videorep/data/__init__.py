@@ -1,0 +1,1 @@
+"""Data: images, videos, training sources and samplers. Nothing here imports a model."""
