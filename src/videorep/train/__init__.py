@@ -1,0 +1,1 @@
+"""Training: one trainer loop shared by every method (Co-Settle, BOD-VCL)."""

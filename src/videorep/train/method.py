@@ -1,0 +1,89 @@
+"""The contract between a method and the shared trainer.
+
+A method is an ``nn.Module`` that owns everything it needs (a frozen encoder, trainable heads,
+momentum copies, queues). The trainer optimises the parameters with ``requires_grad=True``,
+checkpoints :meth:`Method.checkpoint_state` and logs the scalars returned by
+:meth:`Method.training_step`.
+
+Methods with an ordinary single objective implement only ``training_step``. Methods that need
+control over the optimiser (bi-level optimisation) override :meth:`Method.optimizer_step`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Method(nn.Module):
+    """Base class of trainable methods.
+
+    Subclasses mark frozen sub-modules with ``requires_grad_(False)``; those parameters are not
+    optimised and not written to checkpoints (they are rebuilt from the config on resume).
+    """
+
+    #: name used in checkpoints and configs, e.g. ``"cosettle"``
+    method_name: str = "method"
+
+    def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Compute the loss of one (micro-)batch.
+
+        Returns a dict with a differentiable scalar ``"loss"`` and any other scalars to log
+        (detached or not; the trainer detaches them).
+        """
+        raise NotImplementedError
+
+    def optimizer_step(
+        self,
+        batches: list[Any],
+        optimizer: torch.optim.Optimizer,
+        loss_scale: float,
+    ) -> dict[str, torch.Tensor]:
+        """One optimiser step over ``batches`` (gradient accumulation micro-batches).
+
+        The default accumulates ``training_step(b)["loss"] * loss_scale`` over the micro-batches
+        and steps once. ``loss_scale`` is ``1 / len(batches)`` (or the DDP-aware equivalent).
+        Returns the micro-batch-averaged metrics.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        for batch in batches:
+            metrics = self.training_step(batch)
+            (metrics["loss"] * loss_scale).backward()
+            for key, value in metrics.items():
+                value = value.detach().float()
+                totals[key] = totals.get(key, 0.0) + value * loss_scale
+        optimizer.step()
+        return totals
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """Hook after each optimiser step (momentum updates, queue maintenance)."""
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Named parameters the optimiser updates."""
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """State to checkpoint: every tensor except frozen parameters."""
+        frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        frozen |= {n for n in self.state_dict() if n.startswith(self.frozen_prefixes())}
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of frozen sub-modules whose buffers are not checkpointed either."""
+        return ()
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`checkpoint_state`; every key must match."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        expected = set(self.checkpoint_state())
+        missing = [k for k in missing if k in expected]
+        if missing or unexpected:
+            from videorep.errors import VideorepError
+
+            raise VideorepError(
+                f"checkpoint does not fit this {self.method_name} model: "
+                f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}"
+            )
