@@ -111,7 +111,7 @@ def pea(
     else:  # multiple
         tops = [rand(fh) for _ in range(batch)]
         lefts = [rand(fw) for _ in range(batch)]
-    crops = [up[:, :, t : t + h, l : l + w] for t, l in zip(tops, lefts)]
+    crops = [up[:, :, t : t + h, x : x + w] for t, x in zip(tops, lefts)]
     return torch.cat(crops, dim=0)
 
 
