@@ -58,6 +58,9 @@ class Method(nn.Module):
         optimizer.step()
         return totals
 
+    def before_optimizer_step(self, step: int) -> None:
+        """Hook before each optimiser step (e.g. seed per-step randomness for exact resume)."""
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step (momentum updates, queue maintenance)."""
 

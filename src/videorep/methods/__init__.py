@@ -1,0 +1,1 @@
+"""Methods: Co-Settle (projection on a frozen image encoder) and BOD-VCL (Koopman V-CL)."""

@@ -1,0 +1,129 @@
+"""Co-Settle projection heads ``g`` and their export format.
+
+As in the authors' released ``ST_adapter.py``:
+
+- ``linear``: Linear(d, d) -> Tanh -> LayerNorm(d). With bias that is d*d + 3d parameters:
+  592,128 at d = 768 (the paper's "0.59M").
+- ``mlp2``: Linear -> Tanh -> Linear -> LayerNorm.
+- ``mlp3``: Linear -> Tanh -> Linear -> Tanh -> Linear -> LayerNorm.
+
+Initialisation follows the authors' ViT ``_init_weights`` (truncated normal, std 0.02, zero
+bias, LayerNorm weight 1 / bias 0); ``identity`` initialisation (W = I) is offered as a knob.
+
+A trained head is exported as ``projection.safetensors`` + ``config.json`` in one folder, which
+evaluation loads with :func:`load_projection` (``--projection DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from videorep.errors import VideorepError
+
+HEADS = ("linear", "mlp2", "mlp3")
+INITS = ("trunc_normal", "identity")
+
+
+class ProjectionHead(nn.Module):
+    """Token-wise projection ``[B, N, d] -> [B, N, d]``."""
+
+    def __init__(self, dim: int, kind: str = "linear", init: str = "trunc_normal") -> None:
+        super().__init__()
+        if kind not in HEADS:
+            raise VideorepError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+        if init not in INITS:
+            raise VideorepError(f"unknown head init {init!r}; choose one of {', '.join(INITS)}")
+        self.dim, self.kind, self.init = dim, kind, init
+        n_linear = {"linear": 1, "mlp2": 2, "mlp3": 3}[kind]
+        layers: list[nn.Module] = []
+        for i in range(n_linear):
+            layers.append(nn.Linear(dim, dim, bias=True))
+            # tanh after the first linear of every head, and between the linears of mlp3
+            if i == 0 or (kind == "mlp3" and i == 1):
+                layers.append(nn.Tanh())
+        layers.append(nn.LayerNorm(dim))
+        self.net = nn.Sequential(*layers)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                if self.init == "identity":
+                    nn.init.eye_(m.weight)
+                else:
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "kind": self.kind, "init": self.init}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def save_projection(head: ProjectionHead, out_dir: str | Path, extra: dict | None = None) -> Path:
+    """Write ``projection.safetensors`` and ``config.json`` into ``out_dir`` (atomically)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    tmp = out / f".projection.{os.getpid()}.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, out / "projection.safetensors")
+    config = {"format": "videorep-projection-v1", **head.config(), **(extra or {})}
+    tmp_cfg = out / f".config.{os.getpid()}.tmp"
+    tmp_cfg.write_text(json.dumps(config, indent=2))
+    os.replace(tmp_cfg, out / "config.json")
+    return out
+
+
+def load_projection(path: str | Path, expect_dim: int | None = None) -> ProjectionHead:
+    """Load a projection exported by :func:`save_projection` (a folder or its ``config.json``).
+
+    Raises a clear error when the folder is incomplete or the head's width differs from the
+    encoder's (``expect_dim``), e.g. a head trained on ViT-B (768) given to ViT-S (384).
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    cfg_path, weights = folder / "config.json", folder / "projection.safetensors"
+    if not cfg_path.is_file() or not weights.is_file():
+        raise VideorepError(
+            f"{folder}: not a projection folder (needs config.json and projection.safetensors)"
+        )
+    try:
+        config = json.loads(cfg_path.read_text())
+        head = ProjectionHead(int(config["dim"]), config.get("kind", "linear"))
+        state = load_file(str(weights))
+    except (ValueError, KeyError) as exc:
+        raise VideorepError(f"{folder}: unreadable projection ({exc})") from None
+    except Exception as exc:  # safetensors raises its own errors on a truncated file
+        raise VideorepError(f"{weights}: corrupt or truncated projection ({exc})") from None
+    if expect_dim is not None and head.dim != expect_dim:
+        backbone = config.get("backbone", "another backbone")
+        raise VideorepError(
+            f"{folder}: projection width {head.dim} (trained on {backbone}) does not match the "
+            f"encoder width {expect_dim}"
+        )
+    missing, unexpected = head.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise VideorepError(
+            f"{weights}: does not fit a {head.kind} head: missing {missing}, unexpected {unexpected}"
+        )
+    head.eval()
+    return head

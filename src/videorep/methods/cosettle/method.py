@@ -1,0 +1,154 @@
+"""Co-Settle: a trainable projection on a frozen image encoder (seed 000, Alg. 1).
+
+One training sample is ``T`` frames of a video (``T = 2`` in the paper) sharing one crop and
+flip. The frozen encoder ``f`` gives ``z_1 .. z_T`` with the normal positional embedding and
+``z_1~`` for frame 1 with the PEA-augmented embedding; all ``T + 1`` passes run as one batched
+encoder call. The head ``g`` projects every token set; the cycle loss walks
+``p_1 -> ... -> p_T -> ... -> p_1~`` and the regulariser keeps ``softmax(p)`` close to
+``softmax(z)`` over the feature dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from videorep.backbones.encoder import ImageEncoder
+from videorep.backbones.pos import PEA_MODES, pea
+from videorep.errors import VideorepError
+from videorep.methods.cosettle.heads import ProjectionHead
+from videorep.methods.cosettle.losses import REGULARIZERS, cycle_loss
+from videorep.train.method import Method
+
+
+@dataclass
+class CoSettleConfig:
+    """Every knob of the method (paper defaults)."""
+
+    backbone: str = "dinov2_vits14_imgfocus"
+    checkpoint: str | None = None
+    head: str = "linear"
+    head_init: str = "trunc_normal"
+    tau: float = 0.03
+    pool: int = 2
+    reg: str = "kl"
+    lambda_reg: float = 3.0
+    pea: bool = True
+    pea_alpha: float = 10.0
+    pea_mode: str = "random"
+    frames: int = 2
+    encoder_dtype: str = "fp32"
+
+    def validate(self) -> None:
+        if self.reg not in REGULARIZERS:
+            raise VideorepError(f"unknown regulariser {self.reg!r}; choose kl, mse or none")
+        if self.pea_mode not in PEA_MODES:
+            raise VideorepError(f"unknown PEA mode {self.pea_mode!r}; choose {PEA_MODES}")
+        if self.frames < 2:
+            raise VideorepError(f"--frames must be >= 2, got {self.frames}")
+        if self.tau <= 0:
+            raise VideorepError(f"--tau must be positive, got {self.tau}")
+        if self.pool < 1:
+            raise VideorepError(f"--pool must be >= 1, got {self.pool}")
+        if self.encoder_dtype not in ("fp32", "bf16"):
+            raise VideorepError(f"--encoder-dtype must be fp32 or bf16, not {self.encoder_dtype}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CoSettleConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class CoSettle(Method):
+    """Frozen encoder + trainable :class:`ProjectionHead`.
+
+    Batches are either ``{"frames": [B, T, 3, H, W]}`` (ImageNet-normalised, ``H, W`` multiples
+    of the patch size) or, from a view bank, ``{"tokens": [B, T + 1, N, D], "grid": (h, w)}``
+    holding the encoder outputs ``z_1 .. z_T, z_1~`` already.
+    """
+
+    method_name = "cosettle"
+
+    def __init__(self, encoder: ImageEncoder, config: CoSettleConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.encoder = encoder
+        self.encoder.requires_grad_(False)
+        if config.encoder_dtype == "bf16":
+            self.encoder.autocast_dtype = torch.bfloat16
+        self.head = ProjectionHead(encoder.embed_dim, config.head, config.head_init)
+        self.pea_generator = torch.Generator().manual_seed(0)
+        self.seed = 0
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        return ("encoder.",)
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Seed PEA from (seed, step) so a resumed run draws the same crops."""
+        self.pea_generator.manual_seed(self.seed * 1_000_003 + step)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Frozen-encoder tokens ``[B, T + 1, N, D]`` for ``frames`` ``[B, T, 3, H, W]``.
+
+        Index ``T`` holds frame 1 encoded with the PEA positional embedding (without PEA it is
+        ``z_1`` itself: the walk then returns to the very same tokens).
+        """
+        if frames.dim() != 5:
+            raise VideorepError(f"expected frames [B, T, 3, H, W], got {list(frames.shape)}")
+        b, t = frames.shape[:2]
+        grid = self.encoder.grid(frames.shape[-2], frames.shape[-1])
+        flat = frames.reshape(b * t, *frames.shape[2:])
+        cfg = self.config
+        if not cfg.pea:
+            z = self.encoder(flat).reshape(b, t, grid[0] * grid[1], -1)
+            return torch.cat([z, z[:, :1]], dim=1), grid
+        images = torch.cat([flat, frames[:, 0]], dim=0)
+
+        def pos_fn(base: torch.Tensor) -> torch.Tensor:
+            crops = pea(base, cfg.pea_alpha, cfg.pea_mode, self.pea_generator, batch=b)
+            return torch.cat([base.expand(b * t, -1, -1, -1), crops.expand(b, -1, -1, -1)])
+
+        z = self.encoder(images, pos_embed_fn=pos_fn)
+        z_frames = z[: b * t].reshape(b, t, z.shape[1], -1)
+        z_pea = z[b * t :].reshape(b, 1, z.shape[1], -1)
+        return torch.cat([z_frames, z_pea], dim=1), grid
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """L2-normalised projected tokens ``[..., N, D]``."""
+        return F.normalize(self.head(tokens), dim=-1)
+
+    def losses(self, z: torch.Tensor, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """All loss terms from encoder tokens ``z`` ``[B, T + 1, N, D]``."""
+        cfg = self.config
+        p = self.project(z)
+        l_cyc, acc = cycle_loss(p, grid, tau=cfg.tau, pool=cfg.pool)
+        reg_fn = REGULARIZERS[cfg.reg]
+        if reg_fn is None or cfg.lambda_reg == 0:
+            l_reg = torch.zeros((), device=z.device)
+        else:
+            l_reg = reg_fn(F.normalize(z, dim=-1), p)
+        loss = l_cyc + cfg.lambda_reg * l_reg
+        return {"loss": loss, "cycle_loss": l_cyc, "reg_loss": l_reg, "cycle_acc": acc}
+
+    def training_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        if "tokens" in batch:
+            z = batch["tokens"].float()
+            grid = tuple(int(g) for g in torch.as_tensor(batch["grid"]).reshape(-1, 2)[0])
+        else:
+            z, grid = self.encode(batch["frames"])
+        return self.losses(z, grid)
+
+    def export_config(self) -> dict:
+        return {"method": "cosettle", "backbone": self.config.backbone, **asdict(self.config)}
+
+    def export(self, out_dir) -> None:  # noqa: ANN001
+        """Write the trained projection to ``out_dir/projection`` (safetensors + JSON)."""
+        from pathlib import Path
+
+        from videorep.methods.cosettle.heads import save_projection
+
+        save_projection(self.head, Path(out_dir) / "projection", extra=self.export_config())

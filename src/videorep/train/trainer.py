@@ -1,0 +1,410 @@
+"""The one training loop shared by every method.
+
+It owns what is common to Co-Settle and BOD-VCL: the deterministic data order, the global batch,
+AdamW with warm-up + cosine, gradient accumulation, atomic checkpoints with exact resume, the
+logs (tqdm, JSONL, TensorBoard) and clean stops (NaN/inf loss, Ctrl-C). Methods plug in through
+:class:`videorep.train.method.Method`.
+
+Determinism: the sample order is a pure function of ``(seed, epoch)``, a dataset with
+``set_epoch`` draws its augmentations from ``(seed, epoch, index)``, and methods seed per-step
+randomness in ``before_optimizer_step``; together with the restored optimiser state a resumed run
+reproduces the uninterrupted one bit for bit on CPU.
+
+Distributed: ``rank`` and ``world_size`` come from ``torch.distributed`` when it is initialised;
+each rank takes its slice of every global batch, only rank 0 logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from videorep.errors import VideorepError
+from videorep.train.checkpoint import FORMAT, atomic_save, load_checkpoint
+from videorep.train.method import Method
+from videorep.train.schedule import build_adamw, lr_at
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (paper defaults: seed 000, Tab. 3a)."""
+
+    out: str = "runs/train"
+    epochs: float = 5.0
+    batch_size: int = 512
+    accum: int = 1
+    blr: float = 1e-4
+    lr: float | None = None
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    max_steps: int | None = None
+    save_every: int = 100
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in data.items() if k in names})
+        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
+        return cfg
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` without an initialised process group."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class MicroBatchSampler(Sampler[list[int]]):
+    """Yields this rank's micro-batches of one epoch, from ``start_step`` on.
+
+    The epoch's order is ``randperm(n)`` from a generator seeded with ``(seed, epoch)``. Global
+    step ``s`` consumes ``perm[s*G : (s+1)*G]`` with ``G = batch * accum * world``; rank ``r``
+    takes the ``r``-th contiguous ``batch * accum`` slice, split into ``accum`` micro-batches.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch: int,
+        accum: int,
+        rank: int,
+        world: int,
+        seed: int,
+        epoch: int,
+        start_step: int = 0,
+    ) -> None:
+        self.n, self.batch, self.accum, self.rank, self.world = n, batch, accum, rank, world
+        self.seed, self.epoch, self.start_step = seed, epoch, start_step
+        self.global_batch = batch * accum * world
+        self.steps = n // self.global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        per_rank = self.batch * self.accum
+        for step in range(self.start_step, self.steps):
+            chunk = perm[step * self.global_batch : (step + 1) * self.global_batch]
+            mine = chunk[self.rank * per_rank : (self.rank + 1) * per_rank]
+            for a in range(self.accum):
+                yield mine[a * self.batch : (a + 1) * self.batch]
+
+    def __len__(self) -> int:
+        return (self.steps - self.start_step) * self.accum
+
+
+class _StopRequest:
+    """First Ctrl-C asks the loop to save and stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopRequest:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ANN001
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nvideorep: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class TrainingInterrupted(VideorepError):
+    """Raised after a clean Ctrl-C stop; the checkpoint holds the last finished step."""
+
+
+class Trainer:
+    """Runs ``method`` on ``dataset`` with ``config``; see the module docstring.
+
+    Args:
+        method: the :class:`Method` (frozen parts already frozen).
+        dataset: map-style dataset; ``set_epoch(e)`` is called if it exists.
+        config: optimisation settings.
+        run_config: the full, JSON-serialisable configuration of the run (method, data, train);
+            stored in every checkpoint and checked on resume.
+        collate_fn: passed to the DataLoader.
+        worker_init_fn: passed to the DataLoader (e.g. to make decoders fork-safe).
+        sampler_factory: ``(n, batch, accum, rank, world, seed, epoch, start_step) -> Sampler``
+            yielding this rank's micro-batches; defaults to :class:`MicroBatchSampler`.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_config: dict | None = None,
+        collate_fn: Callable | None = None,
+        worker_init_fn: Callable | None = None,
+        sampler_factory: Callable[..., Sampler] | None = None,
+    ) -> None:
+        self.method = method
+        self.dataset = dataset
+        self.config = config
+        self.run_config = run_config or {}
+        self.collate_fn = collate_fn
+        self.worker_init_fn = worker_init_fn
+        self.sampler_factory = sampler_factory or MicroBatchSampler
+        self.rank, self.world = dist_info()
+        self.out = Path(config.out)
+        self.global_batch = config.batch_size * config.accum * self.world
+        n = len(dataset)  # type: ignore[arg-type]
+        self.steps_per_epoch = n // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise VideorepError(
+                f"the training set has {n} samples, fewer than one global batch of "
+                f"{self.global_batch} (batch {config.batch_size} x accum {config.accum} x "
+                f"{self.world} processes); lower --batch-size or add data"
+            )
+        planned = math.ceil(config.epochs * self.steps_per_epoch)
+        self.total_steps = max(1, min(planned, config.max_steps) if config.max_steps else planned)
+        # Warm-up keeps its share of the planned run (1 of 5 epochs) when --max-steps cuts it.
+        frac = config.warmup_epochs / config.epochs if config.epochs > 0 else 0.0
+        self.warmup_steps = min(
+            round(config.warmup_epochs * self.steps_per_epoch), round(frac * self.total_steps)
+        )
+        self.base_lr = config.lr if config.lr is not None else config.blr * self.global_batch / 256
+        self.optimizer = build_adamw(
+            method.trainable_parameters(), self.base_lr, config.weight_decay, config.betas
+        )
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------------------- state
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def _full_config(self) -> dict:
+        train = asdict(self.config)
+        return {**self.run_config, "train": train, "global_batch": self.global_batch}
+
+    def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
+        state = {
+            "format": FORMAT,
+            "method": self.method.method_name,
+            "method_state": self.method.checkpoint_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "config": self._full_config(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+        atomic_save(state, self.checkpoint_path)
+
+    def resume_from(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("method") != self.method.method_name:
+            raise VideorepError(
+                f"{path}: a {ckpt.get('method')} checkpoint cannot resume a "
+                f"{self.method.method_name} run"
+            )
+        old = ckpt.get("config", {})
+        for key in ("method_config",):
+            a, b = old.get(key), self.run_config.get(key)
+            if a is not None and b is not None:
+                diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+                if diff:
+                    raise VideorepError(
+                        f"{path}: was written by a run with different settings {diff}; "
+                        "resume with the same settings or use a new --out"
+                    )
+        try:
+            self.method.load_checkpoint_state(ckpt["method_state"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise VideorepError(f"{path}: does not fit this model ({exc})") from None
+        self.step = int(ckpt["step"])
+        rng = ckpt.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+        if self.is_main:
+            self._trim_log(self.step)
+
+    # ----------------------------------------------------------------------------- logging
+    def _trim_log(self, step: int) -> None:
+        log = self.out / "log.jsonl"
+        if not log.is_file():
+            return
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                continue
+        log.write_text("".join(line + "\n" for line in kept))
+
+    def _open_logs(self):  # noqa: ANN202
+        if not self.is_main:
+            return None, None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(
+            json.dumps(self._full_config(), indent=2, default=str)
+        )
+        jsonl = open(self.out / "log.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1)
+        except Exception:  # tensorboard missing or broken: JSONL still has everything
+            writer = None
+        return jsonl, writer
+
+    # ----------------------------------------------------------------------------- loop
+    def _loader(self, epoch: int, start: int) -> DataLoader:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        sampler = self.sampler_factory(
+            len(self.dataset),
+            self.config.batch_size,
+            self.config.accum,
+            self.rank,
+            self.world,
+            self.config.seed,
+            epoch,
+            start,
+        )
+        return DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.config.workers,
+            collate_fn=self.collate_fn,
+            worker_init_fn=self.worker_init_fn,
+            persistent_workers=False,
+        )
+
+    def fit(self) -> list[dict]:
+        """Train to ``total_steps`` (resuming if asked); returns the logged records."""
+        cfg = self.config
+        if cfg.resume and self.checkpoint_path.is_file():
+            self.resume_from(self.checkpoint_path)
+        elif cfg.resume and self.is_main:
+            print(f"videorep: no checkpoint in {self.out}; starting a new run", file=sys.stderr)
+        if hasattr(self.method, "seed"):
+            self.method.seed = cfg.seed
+        self.method.train()
+        jsonl, writer = self._open_logs()
+        bar = None
+        if self.is_main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=self.total_steps,
+                initial=self.step,
+                desc="train",
+                dynamic_ncols=True,
+                mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            )
+        last_save = self.step
+        try:
+            with _StopRequest() as stop:
+                while self.step < self.total_steps and not stop.requested:
+                    epoch, start = divmod(self.step, self.steps_per_epoch)
+                    iterator = iter(self._loader(epoch, start))
+                    for _ in range(start, self.steps_per_epoch):
+                        if self.step >= self.total_steps or stop.requested:
+                            break
+                        record = self._one_step(iterator)
+                        self.history.append(record)
+                        if self.is_main:
+                            jsonl.write(json.dumps(record) + "\n")
+                            jsonl.flush()
+                            if writer is not None:
+                                for key, value in record.items():
+                                    if key not in ("step", "epoch", "time"):
+                                        writer.add_scalar(f"train/{key}", value, record["step"])
+                            if bar is not None:
+                                bar.update(1)
+                                bar.set_postfix(
+                                    loss=f"{record['loss']:.4f}",
+                                    acc=f"{record.get('cycle_acc', float('nan')):.3f}",
+                                    lr=f"{record['lr']:.2e}",
+                                )
+                        if self.step % cfg.save_every == 0:
+                            self.save_checkpoint()
+                            last_save = self.step
+                if self.step != last_save or not self.checkpoint_path.is_file():
+                    self.save_checkpoint()
+                if stop.requested and self.step < self.total_steps:
+                    raise TrainingInterrupted(
+                        f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to "
+                        f"{self.checkpoint_path} (continue with --resume)"
+                    )
+        finally:
+            if bar is not None:
+                bar.close()
+            if jsonl is not None:
+                jsonl.close()
+            if writer is not None:
+                writer.close()
+        if self.is_main and hasattr(self.method, "export"):
+            self.method.export(self.out)
+        return self.history
+
+    def _one_step(self, iterator: Iterator) -> dict:
+        cfg = self.config
+        lr = lr_at(self.step, self.base_lr, self.warmup_steps, self.total_steps, cfg.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        micro = [next(iterator) for _ in range(cfg.accum)]
+        t0 = time.perf_counter()
+        self.method.before_optimizer_step(self.step)
+        metrics = self.method.optimizer_step(micro, self.optimizer, 1.0 / cfg.accum)
+        values = {k: float(v) for k, v in metrics.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+            raise VideorepError(
+                f"training stopped: non-finite values {bad} at step {self.step + 1}; "
+                f"the last good checkpoint ({self.checkpoint_path}) was kept. Lower the learning "
+                "rate or check the data"
+            )
+        self.method.after_optimizer_step(self.step, self.total_steps)
+        self.step += 1
+        epoch = (self.step - 1) // self.steps_per_epoch
+        return {
+            "step": self.step,
+            "epoch": epoch,
+            "lr": lr,
+            **values,
+            "time": time.perf_counter() - t0,
+        }
