@@ -151,8 +151,7 @@ def train_cosettle(method_config, data: dict, train_config, encoder=None):  # no
         seed=train_config.seed,
         repeats=data.get("samples_per_video", 1),
     )
-    method = CoSettle(encoder, method_config)
-    method.seed = train_config.seed
+    method = CoSettle(encoder, method_config, seed=train_config.seed)
     run_config = {"method_config": asdict(method_config), "data": data}
     dataset = pairs
     if data.get("view_bank"):

@@ -71,7 +71,7 @@ class CoSettle(Method):
 
     method_name = "cosettle"
 
-    def __init__(self, encoder: ImageEncoder, config: CoSettleConfig) -> None:
+    def __init__(self, encoder: ImageEncoder, config: CoSettleConfig, seed: int = 0) -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -79,9 +79,11 @@ class CoSettle(Method):
         self.encoder.requires_grad_(False)
         if config.encoder_dtype == "bf16":
             self.encoder.autocast_dtype = torch.bfloat16
-        self.head = ProjectionHead(encoder.embed_dim, config.head, config.head_init)
-        self.pea_generator = torch.Generator().manual_seed(0)
-        self.seed = 0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the head's initialisation is a function of the seed
+            self.head = ProjectionHead(encoder.embed_dim, config.head, config.head_init)
+        self.pea_generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)
