@@ -91,23 +91,33 @@ def convert_mae(ckpt: object) -> Converted:
     return Converted(kept, ignored)
 
 
-def convert_mocov3(ckpt: object) -> Converted:
-    """MoCo v3: the momentum encoder (``module.momentum_encoder.*``), its projector ignored.
-
-    The base (online) encoder and the predictor are ignored too, as in MoCo v3's own conversion
-    for linear evaluation.
-    """
+def _mocov3(ckpt: object, part: str) -> Converted:
+    """One encoder of a MoCo v3 checkpoint (``module.<part>.*``) without its projection head."""
     sd = _strip(_unwrap(ckpt, ("state_dict", "model")), "module.")
-    if not any(k.startswith("momentum_encoder.") for k in sd):
-        _require(sd, "MoCo v3", ("momentum_encoder.pos_embed",))
+    prefix, head = f"{part}.", f"{part}.head."
+    if not any(k.startswith(prefix) for k in sd):
+        _require(sd, "MoCo v3", (f"{part}.pos_embed",))
     kept = {
-        k[len("momentum_encoder.") :]: v
+        k[len(prefix) :]: v
         for k, v in sd.items()
-        if k.startswith("momentum_encoder.") and not k.startswith("momentum_encoder.head.")
+        if k.startswith(prefix) and not k.startswith(head)
     }
-    ignored = sorted(k for k in sd if not k.startswith("momentum_encoder.") or ".head." in k[:24])
+    ignored = sorted(k for k in sd if not k.startswith(prefix) or k.startswith(head))
     _require(kept, "MoCo v3", _TIMM_VIT_KEYS)
     return Converted(kept, ignored)
+
+
+def convert_mocov3(ckpt: object) -> Converted:
+    """MoCo v3: the momentum encoder (``module.momentum_encoder.*``), as the issue's spec and
+    the other EMA-teacher families (iBOT teacher, I-JEPA target encoder) have it. Its projection
+    head, the base encoder and the predictor are ignored."""
+    return _mocov3(ckpt, "momentum_encoder")
+
+
+def convert_mocov3_base(ckpt: object) -> Converted:
+    """MoCo v3: the base (online) encoder, as MoCo v3's own ``convert_to_deit.py`` /
+    ``main_lincls.py`` take it for linear evaluation (``mocov3_vitb16_base``)."""
+    return _mocov3(ckpt, "base_encoder")
 
 
 def convert_ijepa(ckpt: object) -> Converted:
@@ -154,7 +164,8 @@ def convert_clip(ckpt: object) -> Converted:
     ignored = sorted(k for k in sd if not k.startswith(prefix))
     for key in ("head.weight", "head.bias"):
         out.pop(key, None)
-    ignored.append(f"{prefix}proj")
+    if f"{prefix}proj" in sd:
+        ignored.append(f"{prefix}proj")
     return Converted(out, ignored)
 
 
@@ -242,6 +253,7 @@ CONVERTERS: dict[str, Callable[[object], Converted]] = {
     "ibot": convert_dino,
     "mae": convert_mae,
     "mocov3": convert_mocov3,
+    "mocov3_base": convert_mocov3_base,
     "ijepa": convert_ijepa,
     "blip": convert_blip,
     "clip": convert_clip,
@@ -255,6 +267,7 @@ ALLOWED_IGNORED = {
     "ibot": re.compile(r"^(head\..*|masked_embed)$"),
     "mae": re.compile(r"^(decoder.*|mask_token)$"),
     "mocov3": re.compile(r"^(base_encoder\..*|predictor\..*|momentum_encoder\.head\..*)$"),
+    "mocov3_base": re.compile(r"^(momentum_encoder\..*|predictor\..*|base_encoder\.head\..*)$"),
     "ijepa": re.compile(r"^.*\.\*$"),
     "blip": re.compile(r"^(?!visual_encoder\.).*$"),
     "clip": re.compile(r"^(?!visual\.(?!proj$)).*$|^(module\.)?visual\.proj$"),
@@ -297,4 +310,7 @@ def load_into(
             f"{source}: tensor shapes do not match the {family} ViT "
             f"(a checkpoint from another model size?): {'; '.join(wrong[:4])}"
         )
-    model.load_state_dict({k: sd[k].to(v.dtype) for k, v in target.items()}, strict=True)
+    # assign=True: the model may live on the meta device (built without random initialisation)
+    model.load_state_dict(
+        {k: sd[k].to(v.dtype) for k, v in target.items()}, strict=True, assign=True
+    )

@@ -129,6 +129,7 @@ def extract_hf_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def cached_state_dict() -> dict[str, torch.Tensor]:
     """timm-keyed weights of the offline backbone, converted once and cached as safetensors."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
     from videorep.backbones.converters import convert_hf_dinov2
@@ -142,7 +143,7 @@ def cached_state_dict() -> dict[str, torch.Tensor]:
         try:
             if json.loads(meta_path.read_text()).get("stamp") == stamp:
                 return load_file(str(target))
-        except (OSError, ValueError):
+        except (OSError, ValueError, SafetensorError):
             pass  # a damaged cache is rebuilt below
     hf = extract_hf_state_dict(src)
     state = convert_hf_dinov2(hf).state_dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 
 import timm
@@ -39,7 +40,9 @@ def read_checkpoint(path: str | Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:
         try:  # OpenAI CLIP ships TorchScript archives
-            return torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").state_dict()
         except Exception:
             reason = (
                 str(first).strip().splitlines()[0][:200]
@@ -70,14 +73,32 @@ def _stored_grid(vit: torch.nn.Module, pos_embed: torch.Tensor) -> tuple[int, in
 
 
 def build_encoder(spec: BackboneSpec, converted: Converted | None, source: str) -> ImageEncoder:
-    """Build the timm ViT of ``spec`` and load ``converted`` (``None`` = random weights)."""
-    vit = _build_vit(spec)
-    if converted is not None:
+    """Build the timm ViT of ``spec`` and load ``converted`` (``None`` = random weights).
+
+    With weights to load, the ViT is built on the meta device (no random initialisation, which
+    costs seconds for a ViT-B and would be overwritten anyway) and the converted tensors are
+    assigned to it.
+    """
+    if converted is None:
+        return ImageEncoder(
+            _build_vit(spec), spec.name, spec.pos_interpolation, spec.mean, spec.std
+        )
+
+    def build() -> torch.nn.Module:
+        vit = _build_vit(spec)
         pos = converted.state_dict.get("pos_embed")
         if pos is not None and pos.shape != vit.pos_embed.shape:
             grid = _stored_grid(vit, pos)
             if pos.shape[-1] == vit.embed_dim:
                 vit = _build_vit(spec, grid)
+        return vit
+
+    with torch.device("meta"):
+        vit = build()
+    load_into(vit, converted, spec.family, source)
+    if any(t.is_meta for t in [*vit.parameters(), *vit.buffers()]):
+        # a non-persistent buffer the checkpoint cannot fill: build for real and load again
+        vit = build()
         load_into(vit, converted, spec.family, source)
     return ImageEncoder(vit, spec.name, spec.pos_interpolation, spec.mean, spec.std)
 

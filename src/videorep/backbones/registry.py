@@ -45,7 +45,9 @@ class BackboneSpec:
             return f"timm hub {self.hub} (network) or --checkpoint FILE"
         if self.url:
             return f"--checkpoint FILE (released: {self.url})"
-        return "random initialisation (for tests)"
+        if self.name.startswith("random_"):
+            return "random initialisation (for tests)"
+        return "--checkpoint FILE"
 
 
 def _imgfocus_weights() -> dict[str, torch.Tensor]:
@@ -82,6 +84,7 @@ for _spec in [
         "vit_small_patch14_dinov2",
         14,
         384,
+        "bicubic_offset",  # DINOv2's own code: interpolate_offset=0.1 (scale_factor rule)
         hub="vit_small_patch14_dinov2.lvd142m",
         url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
     ),
@@ -91,6 +94,7 @@ for _spec in [
         "vit_base_patch14_dinov2",
         14,
         768,
+        "bicubic_offset",  # DINOv2's own code: interpolate_offset=0.1 (scale_factor rule)
         hub="vit_base_patch14_dinov2.lvd142m",
         url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
     ),
@@ -100,6 +104,7 @@ for _spec in [
         "vit_small_patch14_reg4_dinov2",
         14,
         384,
+        "bicubic_antialias",  # DINOv2's register models: antialias, no offset
         hub="vit_small_patch14_reg4_dinov2.lvd142m",
         url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_reg4_pretrain.pth",
     ),
@@ -109,6 +114,7 @@ for _spec in [
         "vit_base_patch14_reg4_dinov2",
         14,
         768,
+        "bicubic_antialias",  # DINOv2's register models: antialias, no offset
         hub="vit_base_patch14_reg4_dinov2.lvd142m",
         url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth",
     ),
@@ -169,12 +175,23 @@ for _spec in [
         url="https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar",
     ),
     BackboneSpec(
+        "mocov3_vitb16_base",
+        "mocov3_base",
+        "vit_base_patch16_224",
+        16,
+        768,
+        url="https://dl.fbaipublicfiles.com/moco-v3/vit-b-300ep/vit-b-300ep.pth.tar",
+    ),
+    BackboneSpec(
         "ijepa_vitb16",
         "ijepa",
         "vit_base_patch16_224",
         16,
         768,
-        arch_kwargs={"class_token": False, "global_pool": "avg"},
+        # fc_norm=False keeps the final LayerNorm as ``norm`` (applied to every token, where the
+        # I-JEPA checkpoint's ``norm.*`` belongs); timm's default for global_pool="avg" would
+        # move it to ``fc_norm`` after pooling, leaving the patch tokens un-normalised.
+        arch_kwargs={"class_token": False, "global_pool": "avg", "fc_norm": False},
         description="I-JEPA layout at ViT-B/16 (target encoder of a training checkpoint)",
     ),
     BackboneSpec(
