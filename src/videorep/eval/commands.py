@@ -1,0 +1,168 @@
+"""``videorep eval davis|vip|jhmdb``: dense evaluation by semi-supervised label propagation.
+
+Handlers import torch and the models lazily. Propagation settings come from ``--preset``
+(``paper``: the Co-Settle evaluation, per task; ``dino``; ``crw``) and any of ``--topk --queue
+--radius --temperature`` override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from videorep.errors import VideorepError
+
+DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
+
+
+def _common(p: argparse.ArgumentParser, size: str) -> None:
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="encoder name (videorep backbones)")
+    p.add_argument("--checkpoint", default=None, help="encoder checkpoint (default: its own)")
+    p.add_argument(
+        "--projection",
+        default=None,
+        metavar="DIR",
+        help="trained projection head directory (applied to the patch tokens)",
+    )
+    p.add_argument("--out", required=True, help="output folder (predictions, results.json)")
+    p.add_argument(
+        "--size",
+        default=size,
+        help=f"input HxW before snapping each side to the nearest multiple of the "
+        f"patch size (default {size})",
+    )
+    p.add_argument("--preset", default="paper", choices=["paper", "dino", "crw"])
+    p.add_argument("--topk", type=int, default=None)
+    p.add_argument("--queue", type=int, default=None)
+    p.add_argument("--radius", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument(
+        "--visualize",
+        action="store_true",
+        help="write overlay strips, an MP4 per sequence and index.html",
+    )
+
+
+def register(subparsers) -> None:
+    ev = subparsers.add_parser("eval", help="dense evaluation by label propagation")
+    sub = ev.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+    sub.required = True
+
+    d = sub.add_parser("davis", help="DAVIS-2016/2017 video object segmentation (J&F)")
+    _common(d, "480x880")
+    d.add_argument("--year", type=int, default=2017, choices=[2016, 2017])
+    d.add_argument("--split", default="val")
+    d.add_argument("--sequences", default=None, help="comma-separated subset of the split")
+    d.add_argument("--max-frames", type=int, default=None, help="truncate sequences (quick checks)")
+    d.set_defaults(func=run_davis_command)
+
+    v = sub.add_parser("vip", help="VIP human-part propagation (mIoU)")
+    _common(v, "480x880")
+    v.add_argument("--list", default=None, help="video list (default ROOT/lists/val_videos.txt)")
+    v.add_argument("--videos", default=None, help="comma-separated subset of the list")
+    v.set_defaults(func=run_vip_command)
+
+    j = sub.add_parser("jhmdb", help="JHMDB pose propagation (PCK@0.1, PCK@0.2)")
+    _common(j, "320x320")
+    j.add_argument("--list", default=None, help="file of <class>/<video> lines (default: all)")
+    j.add_argument("--sigma", type=float, default=1.0, help="heat-map sigma in feature cells")
+    j.set_defaults(func=run_jhmdb_command)
+
+
+def build_extractor(args: argparse.Namespace):
+    """Encoder (+ optional projection) wrapped as a :class:`FeatureExtractor`."""
+    from videorep.backbones import load_encoder
+    from videorep.data.images import parse_size
+    from videorep.eval.core import FeatureExtractor
+
+    encoder = load_encoder(args.backbone, args.checkpoint)
+    projection = None
+    if args.projection:
+        from videorep.methods.cosettle.heads import load_projection
+
+        projection = load_projection(args.projection)
+        projection.eval()
+    return FeatureExtractor(encoder, parse_size(args.size), projection)
+
+
+def _config(args: argparse.Namespace, task: str):
+    from videorep.eval.propagation import resolve_config
+
+    return resolve_config(
+        args.preset,
+        task,
+        topk=args.topk,
+        queue=args.queue,
+        radius=args.radius,
+        temperature=args.temperature,
+    )
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    keep = ("root", "backbone", "checkpoint", "projection", "size", "preset")
+    return {k: getattr(args, k) for k in keep}
+
+
+def _split_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise VideorepError(f"{text!r}: empty name list")
+    return names
+
+
+def run_davis_command(args: argparse.Namespace) -> int:
+    from videorep.eval.davis import run_davis
+
+    config = _config(args, "davis")
+    extractor = build_extractor(args)
+    run_davis(
+        args.root,
+        args.year,
+        args.split,
+        extractor,
+        config,
+        args.out,
+        sequences=_split_names(args.sequences),
+        visualize=args.visualize,
+        settings=_settings(args),
+        max_frames=args.max_frames,
+    )
+    return 0
+
+
+def run_vip_command(args: argparse.Namespace) -> int:
+    from videorep.eval.vip import run_vip
+
+    config = _config(args, "vip")
+    extractor = build_extractor(args)
+    run_vip(
+        args.root,
+        extractor,
+        config,
+        args.out,
+        list_file=args.list,
+        videos=_split_names(args.videos),
+        visualize=args.visualize,
+        settings=_settings(args),
+    )
+    return 0
+
+
+def run_jhmdb_command(args: argparse.Namespace) -> int:
+    from videorep.eval.jhmdb import run_jhmdb
+
+    config = _config(args, "jhmdb")
+    extractor = build_extractor(args)
+    run_jhmdb(
+        args.root,
+        extractor,
+        config,
+        args.out,
+        list_file=args.list,
+        sigma=args.sigma,
+        visualize=args.visualize,
+        settings=_settings(args) | {"sigma": args.sigma},
+    )
+    return 0

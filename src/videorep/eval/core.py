@@ -1,0 +1,160 @@
+"""The evaluation core shared by DAVIS, VIP and JHMDB.
+
+* :class:`FeatureExtractor` - one frame ``[H, W, 3]`` uint8 -> features ``[h, w, D]``: resize to
+  the input size snapped to the patch grid (``snap_to_patch``: each side rounded to the nearest
+  multiple of the patch size, so ``480x880`` is ``476x882`` for patch 14), ImageNet-normalise,
+  encode, optionally project. The grid ``(h, w)`` comes from the encoder, never hard-coded.
+* :func:`propagate_frames` - the one propagation loop: frames are read lazily one at a time,
+  encoded once, and handed to :class:`~videorep.eval.propagation.LabelPropagator`, whose ring
+  buffer caches them for the queue. Memory does not grow with the video length.
+* Label helpers: index map -> soft labels at feature resolution (area average of the one-hot map,
+  void pixels carry no label), soft labels -> full-resolution index map (bilinear upsampling of
+  the soft labels, then argmax), and the indexed-PNG writer with the DAVIS palette.
+
+Per-sequence work is a pure function of the sequence (see ``davis.evaluate_sequence`` and
+friends), so a sharded run can give each rank a subset of sequences and merge the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from videorep.data.images import load_image, normalize, resize, snap_to_patch, to_tensor
+from videorep.errors import VideorepError
+from videorep.eval.propagation import LabelPropagator, PropagationConfig
+
+Projection = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FeatureExtractor:
+    """Frames -> L2-normalisable patch features ``[h, w, D]`` through an encoder and projection.
+
+    Args:
+        encoder: maps ``[B, 3, H, W]`` ImageNet-normalised images to ``[B, h*w, D]`` tokens and has
+            ``patch_size`` and ``grid(H, W)`` (see ``videorep.backbones.ImageEncoder``).
+        size: requested input ``(H, W)``; snapped to the patch grid.
+        projection: optional ``[B, N, D] -> [B, N, D']`` map applied to the tokens.
+    """
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        size: tuple[int, int],
+        projection: Projection | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.projection = projection
+        self.patch_size = int(encoder.patch_size)
+        self.input_size = snap_to_patch(tuple(size), self.patch_size)
+        self.grid = tuple(encoder.grid(*self.input_size))
+
+    @torch.no_grad()
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        """``[H0, W0, 3]`` uint8 -> ``[h, w, D]`` float32 features."""
+        x = normalize(resize(to_tensor(rgb), self.input_size))[None]
+        tokens = self.encoder(x)
+        if self.projection is not None:
+            tokens = self.projection(tokens)
+        h, w = self.grid
+        if tokens.shape[1] != h * w:
+            raise VideorepError(
+                f"encoder returned {tokens.shape[1]} tokens for a {h}x{w} grid at "
+                f"{self.input_size[0]}x{self.input_size[1]}"
+            )
+        return tokens[0].float().reshape(h, w, -1)
+
+
+def propagate_frames(
+    frames: Sequence[Path | str] | Sequence[np.ndarray],
+    label0: torch.Tensor,
+    extract: Callable[[np.ndarray], torch.Tensor],
+    config: PropagationConfig,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Propagate ``label0 [C, h, w]`` through a video, yielding ``(t, soft labels [C, h, w])``.
+
+    ``frames`` are image paths (read lazily with ``load_image``) or ``[H, W, 3]`` uint8 arrays;
+    ``extract`` maps a frame to features ``[h, w, D]``. Frame 0 is consumed as the anchor and not
+    yielded. ``on_frame(t, rgb)`` sees every decoded frame (e.g. for visualisation).
+    """
+    prop = LabelPropagator(config)
+    for t, item in enumerate(frames):
+        rgb = load_image(item) if isinstance(item, (str, Path)) else item
+        if on_frame is not None:
+            on_frame(t, rgb)
+        feat = extract(rgb)
+        if t == 0:
+            if tuple(feat.shape[:2]) != tuple(label0.shape[1:]):
+                raise VideorepError(
+                    f"first-frame labels are {tuple(label0.shape[1:])} but the features are "
+                    f"{tuple(feat.shape[:2])}"
+                )
+            prop.reset(feat, label0)
+            continue
+        yield t, prop.step(feat)
+
+
+def index_to_soft(
+    labels: np.ndarray, n_classes: int, grid: tuple[int, int], void: np.ndarray | None = None
+) -> torch.Tensor:
+    """``[H, W]`` index map -> ``[C, h, w]`` soft labels (area average of the one-hot map).
+
+    Void pixels contribute to no channel, so a patch that is half void carries half the mass.
+    """
+    lab = torch.from_numpy(np.ascontiguousarray(labels)).long()
+    if int(lab.max()) >= n_classes:
+        raise ValueError(f"label {int(lab.max())} >= n_classes {n_classes}")
+    onehot = F.one_hot(lab, n_classes).permute(2, 0, 1).float()  # [C, H, W]
+    if void is not None:
+        onehot *= torch.from_numpy(~void.astype(bool)).float()
+    return F.interpolate(onehot[None], size=tuple(grid), mode="area")[0]
+
+
+def soft_to_full(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[C, h, w]`` -> ``[C, H, W]`` by bilinear upsampling (``align_corners=False``)."""
+    return F.interpolate(
+        soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False
+    )[0]
+
+
+def soft_to_index(soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``[C, h, w]`` soft labels -> ``[H, W]`` uint8 index map at full resolution (argmax)."""
+    return soft_to_full(soft, size).argmax(0).numpy().astype(np.uint8)
+
+
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS / PASCAL VOC annotations (index 1 = (128, 0, 0))."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+_PALETTE = davis_palette()
+
+
+def write_indexed_png(path: Path, index_map: np.ndarray) -> None:
+    """Write an ``[H, W]`` uint8 index map as a palette PNG with the DAVIS palette."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.ascontiguousarray(index_map.astype(np.uint8)), mode="P")
+    im.putpalette(_PALETTE)
+    im.save(path)
+
+
+def palette_rgb(index_map: np.ndarray) -> np.ndarray:
+    """``[H, W]`` index map -> ``[H, W, 3]`` uint8 colours of the DAVIS palette."""
+    pal = np.asarray(_PALETTE, dtype=np.uint8).reshape(256, 3)
+    return pal[index_map.astype(np.uint8)]

@@ -1,0 +1,223 @@
+"""DAVIS-2016/2017 semi-supervised video object segmentation by label propagation.
+
+For each sequence: the first frame's annotation becomes soft labels at feature resolution (one
+channel per object plus background), is propagated through the sequence, and each prediction is
+upsampled bilinearly to the frame's size, arg-maxed and written as an indexed PNG with the DAVIS
+palette to ``OUT/<seq>/NNNNN.png`` (frame 0 gets its ground truth, as the toolkit expects). The
+PNGs are then scored exactly as the official davis2017-evaluation does (see
+:mod:`videorep.eval.metrics`): per object, J and F over all frames but the first and the last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from videorep.data.davis import DavisSequence, list_sequences, load_sequence, read_annotation
+from videorep.errors import VideorepError
+from videorep.eval.core import (
+    index_to_soft,
+    propagate_frames,
+    soft_to_index,
+    write_indexed_png,
+)
+from videorep.eval.metrics import davis_summary, frame_scores, summarize_objects
+from videorep.eval.propagation import PropagationConfig
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """An indexed prediction PNG as ``[H, W]`` uint8 object indices."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise VideorepError(f"{path}: prediction PNG not found")
+    with Image.open(path) as im:
+        if im.mode not in ("P", "L"):
+            raise VideorepError(f"{path}: prediction must be an indexed (P) or grayscale PNG")
+        return np.asarray(im, dtype=np.uint8)
+
+
+def score_sequence(seq: DavisSequence, pred_dir: Path) -> dict:
+    """Official-formula scores of the PNGs in ``pred_dir`` against ``seq``'s annotations.
+
+    Returns ``{"sequence", "n_frames", "objects": [per-object J/F mean, recall, decay],
+    "J_frames", "F_frames"}`` (per-frame lists are ``[n_objects][n_frames - 2]``).
+    """
+    if not seq.scored:
+        return {"sequence": seq.name, "n_frames": len(seq.frames), "objects": [], "scored": False}
+    n = seq.n_objects
+    j_frames: list[list[float]] = [[] for _ in range(n)]
+    f_frames: list[list[float]] = [[] for _ in range(n)]
+    for ann in seq.annotations[1:-1]:  # first and last frames are not scored
+        gt, void = read_annotation(ann, seq.year)
+        gt = np.where(gt > n, 0, gt)  # the toolkit only scores objects 1..n (checked on load)
+        pred_path = pred_dir / ann.name
+        pred = read_prediction(pred_path)
+        if pred.shape != gt.shape:
+            raise VideorepError(
+                f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from "
+                f"the annotation's {gt.shape[1]}x{gt.shape[0]}"
+            )
+        if int(pred.max()) > n:
+            raise VideorepError(
+                f"{pred_path}: object index {int(pred.max())} but the sequence has {n} objects"
+            )
+        js, fs = frame_scores(gt, pred, n, void if void.any() else None)
+        for i in range(n):
+            j_frames[i].append(js[i])
+            f_frames[i].append(fs[i])
+    stats = summarize_objects(np.asarray(j_frames), np.asarray(f_frames))
+    return {
+        "sequence": seq.name,
+        "n_frames": len(seq.frames),
+        "scored": True,
+        "objects": stats["objects"],
+        "J_frames": j_frames,
+        "F_frames": f_frames,
+    }
+
+
+def evaluate_sequence(
+    seq: DavisSequence,
+    extract: Callable[[np.ndarray], torch.Tensor],
+    grid: tuple[int, int],
+    config: PropagationConfig,
+    out: Path,
+    visualizer_factory: Callable[[str], object] | None = None,
+) -> dict:
+    """Propagate, write the PNGs of one sequence to ``out/<seq>/`` and score them.
+
+    A pure function of the sequence (plus the model and settings): sharded runs can call it on
+    any subset of sequences and merge the returned dicts with :func:`summarize`.
+    """
+    seq_dir = Path(out) / seq.name
+    labels0, void0 = read_annotation(seq.annotations[0], seq.year)
+    soft0 = index_to_soft(labels0, seq.n_objects + 1, grid, void0)
+    write_indexed_png(seq_dir / f"{0:05d}.png", labels0)
+    vis = visualizer_factory(seq.name) if visualizer_factory else None
+    current: dict = {}
+
+    def on_frame(t: int, rgb: np.ndarray) -> None:
+        current["rgb"] = rgb
+        if vis is not None and t == 0:
+            vis.add(0, rgb, labels0, labels0)
+
+    start = time.perf_counter()
+    for t, soft in propagate_frames(seq.frames, soft0, extract, config, on_frame):
+        pred = soft_to_index(soft, seq.size)
+        write_indexed_png(seq_dir / f"{t:05d}.png", pred)
+        if vis is not None:
+            gt = read_annotation(seq.annotations[t], seq.year)[0] if seq.scored else None
+            vis.add(t, current["rgb"], gt, pred)
+    elapsed = time.perf_counter() - start
+    result = score_sequence(seq, seq_dir)
+    result["seconds"] = elapsed
+    if vis is not None:
+        result["vis"] = vis.close()
+    return result
+
+
+def sequence_row(result: dict) -> dict:
+    """Per-sequence means over its objects (J, F, J&F), for tables."""
+    objs = result.get("objects") or []
+    row = {"sequence": result["sequence"], "objects": len(objs), "frames": result["n_frames"]}
+    if objs:
+        row["J"] = float(np.mean([o["J_mean"] for o in objs]))
+        row["F"] = float(np.mean([o["F_mean"] for o in objs]))
+        row["J&F"] = (row["J"] + row["F"]) / 2
+    if "vis" in result:
+        row["vis"] = result["vis"]
+    return row
+
+
+def summarize(results: Sequence[dict]) -> dict:
+    """Dataset statistics over all objects of all sequences (official averaging)."""
+    per_object = [o for r in results for o in r.get("objects", [])]
+    return davis_summary(per_object)
+
+
+def run_davis(
+    root: str | Path,
+    year: int,
+    split: str,
+    extractor,
+    config: PropagationConfig,
+    out: str | Path,
+    sequences: list[str] | None = None,
+    visualize: bool = False,
+    settings: dict | None = None,
+    max_frames: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Evaluate ``extractor`` on a DAVIS split; writes PNGs, ``results.json`` (and visuals).
+
+    Returns the ``results.json`` content: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, decays,
+    ``per_sequence`` (with per-object values) and ``settings``.
+    """
+    out = Path(out)
+    names = list_sequences(root, year, split, sequences)
+    seqs = [load_sequence(root, name, year) for name in names]  # validate everything first
+    if max_frames:
+        for s in seqs:
+            s.frames = s.frames[:max_frames]
+            if len(s.annotations) > 1:
+                s.annotations = s.annotations[:max_frames]
+    factory = None
+    if visualize:
+        from videorep.eval.visualize import SequenceVisualizer
+
+        def factory(name: str):
+            return SequenceVisualizer(out, name)
+
+    results = []
+    header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
+    log(header)
+    for seq in seqs:
+        res = evaluate_sequence(seq, extractor, extractor.grid, config, out, factory)
+        results.append(res)
+        row = sequence_row(res)
+        if "J" in row:
+            log(
+                f"{seq.name:<24} {row['objects']:>3} {row['frames']:>6} {100 * row['J']:6.1f} "
+                f"{100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {res['seconds']:6.1f}"
+            )
+        else:
+            log(
+                f"{seq.name:<24} {'-':>3} {row['frames']:>6}  (first-frame annotation only: not scored)"
+            )
+    summary = summarize(results)
+    report = dict(summary)
+    report["per_sequence"] = [
+        {k: v for k, v in r.items() if k not in ("vis",)} | {"summary": _strip(sequence_row(r))}
+        for r in results
+    ]
+    report["settings"] = dict(settings or {}) | {
+        "year": year,
+        "split": split,
+        "sequences": names,
+        "propagation": config.to_dict(),
+        "input_size": list(extractor.input_size),
+        "grid": list(extractor.grid),
+    }
+    if summary:
+        log(
+            f"{'mean over objects':<24} {'':>3} {'':>6} {100 * summary['J_mean']:6.1f} "
+            f"{100 * summary['F_mean']:6.1f} {100 * summary['JF_mean']:6.1f}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    if visualize:
+        from videorep.eval.visualize import write_index_html
+
+        rows = [sequence_row(r) for r in results]
+        write_index_html(out, f"DAVIS-{year} {split}", ["objects", "frames", "J", "F", "J&F"], rows)
+    return report
+
+
+def _strip(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "vis"}
