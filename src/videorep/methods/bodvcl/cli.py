@@ -1,0 +1,62 @@
+"""``videorep train bodvcl``: BOD-VCL on the shared trainer and clip dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+
+
+def register_train(
+    methods: argparse._SubParsersAction,
+    add_common_arguments: Callable[..., None],
+    train_config_from_args: Callable[[argparse.Namespace], object],
+) -> None:
+    """Add ``bodvcl`` under ``videorep train`` (called by :mod:`videorep.train.commands`)."""
+    from videorep.methods.bodvcl.method import add_train_arguments
+
+    p = methods.add_parser(
+        "bodvcl",
+        help="BOD-VCL: Koopman-decoupled video contrastive learning (seed 003)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_common_arguments(p, batch_size=8, epochs=200.0)
+    add_train_arguments(p)
+
+    def run(args: argparse.Namespace) -> int:
+        train_bodvcl(args, train_config_from_args(args))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def train_bodvcl(args: argparse.Namespace, train_config):  # noqa: ANN001, ANN201
+    """Build the clip dataset (``videorep.data.pairs.ClipDataset``) and the method; fit."""
+    from videorep.data.pairs import ClipDataset
+    from videorep.data.sources import discover_sources
+    from videorep.methods.bodvcl.method import BODVCLConfig, build_bodvcl, config_from_args
+    from videorep.train.trainer import Trainer, dist_info
+
+    cfg = config_from_args(args)
+    method = build_bodvcl(cfg)
+    sources = discover_sources(args.data, fps=args.fps)
+    global_batch = train_config.batch_size * train_config.accum * dist_info()[1]
+    repeats = max(1, -(-global_batch // max(1, len(sources))))
+    if repeats > 1 and train_config.progress:
+        print(f"videorep: drawing {repeats} clips per video per epoch", file=sys.stderr)
+    dataset = ClipDataset(
+        sources,
+        clip_len=method.config.clip_len,
+        stride=method.config.stride,
+        views=method.config.views,
+        size=method.config.image_size,
+        seed=train_config.seed,
+        repeats=repeats,
+    )
+    run_config = {
+        "method_config": asdict(BODVCLConfig(**asdict(method.config))),
+        "data": {"paths": list(args.data), "fps": args.fps},
+    }
+    trainer = Trainer(method, dataset, train_config, run_config=run_config)
+    return method, trainer.fit()

@@ -1,0 +1,482 @@
+"""BOD-VCL as a trainable :class:`~videorep.train.method.Method` (seed 003, Sec. 4.3-4.4).
+
+Data flow of one step, for a batch ``{"clips": [B, V, T, 3, S, S]}`` (``V = rho`` clips of ``T``
+frames per video):
+
+1. ``f_theta``: encoder (:mod:`.encoders`, per-frame features ``[B*V, T, C]``) followed by the
+   projection MLP applied to every frame -> ``[B*V, T, M]`` with ``M = koopman_dim`` (128). The
+   Koopman dimension is the projection output, as in the paper (Sec. 5.1, Table 12).
+2. ``L_pred`` (Eq. 18-19) on these per-frame features.
+3. decoupled: ``Z_A, Z_M`` per clip (Eq. 20-21, :func:`.koopman.koopman_split`), and the
+   framework's loss on each, ``L_A + L_M`` (Eq. 22), with one loss head per component.
+   coupled (``decoupled=False``): ``Z = mean_t f(x_t)`` and one framework loss (Eq. 1-4).
+4. the update, by ``bilevel``:
+
+   * ``"fd"`` (default; AID-FD, the paper's choice, Sec. 5.7): inner step(s)
+     ``theta* = theta - gamma grad L_pred(theta)`` (Eq. 24), outer gradient
+     ``d/dtheta [L_A + L_M](theta*(theta))`` (Eq. 23, 25) by the chain rule
+     ``(I - gamma H_pred) g*`` with ``g* = grad (L_A + L_M)(theta*)`` and the Hessian-vector
+     product by central finite differences of ``grad L_pred`` at ``theta +- eps g*``,
+     ``eps = fd_radius / ||g*||`` (DARTS' second-order approximation). For ``K`` inner steps the
+     product ``prod_k (I - gamma H(theta_k))`` is applied right to left.
+   * ``"unrolled"``: the same hypergradient by differentiating through the inner step(s)
+     (``create_graph=True``, reverse-mode; ITD).
+   * ``"single"``: the single-level ablation of Table 8, ``L_pred + L_A + L_M`` summed.
+   * ``"none"``: no ``L_pred`` at all (the plain V-CL baseline when ``decoupled=False``).
+
+   The outer step updates ``theta`` (Eq. 25 read literally: ``theta <- theta - lr * hypergrad``);
+   with ``persist_inner=True`` it starts from ``theta*`` instead, i.e. the inner step is kept
+   (Algorithm 1, lines 10 and 24, read as two successive updates of the same weights).
+
+   Only the encoder and projector enter ``L_pred``, so the inner step moves only them; the loss
+   heads (predictor, prototypes) get their plain outer gradient. The outer loss is evaluated at
+   ``theta*`` with :func:`torch.func.functional_call`. Auxiliary passes (inner step, finite
+   differences) run on copies of the BatchNorm buffers, so running statistics move once per step.
+
+Momentum networks (V-MoCo, V-BYOL) are EMA copies of encoder + projector (Eq. 3), updated in
+:meth:`BODVCL.after_optimizer_step` with :func:`lightly.models.utils.update_momentum` (constant
+``momentum`` for MoCo, cosine-increased to 1 for BYOL with :func:`lightly.utils.scheduler.cosine_schedule`);
+their clip embeddings go through the same Koopman split, without gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from videorep.errors import VideorepError
+from videorep.methods.bodvcl.encoders import ENCODERS, build_encoder
+from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_target_network
+from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
+from videorep.train.method import Method
+
+BILEVEL_MODES = ("fd", "unrolled", "single", "none")
+
+
+@dataclass
+class BODVCLConfig:
+    """Hyper-parameters of BOD-VCL (defaults: seed 003, Sec. 5.1 and 5.7)."""
+
+    framework: str = "simclr"
+    encoder: str = "r3d_18"
+    clip_len: int = 8  # L, frames per clip (read by the data pipeline)
+    stride: int = 8  # delta, frame stride of a clip (read by the data pipeline)
+    views: int = 2  # rho, clips per video
+    decoupled: bool = True
+    bilevel: str = "fd"
+    inner_steps: int = 1
+    inner_lr: float | None = None  # gamma of Eq. 24; None = the optimiser's current lr
+    xi: float = 0.1
+    nu: float = 1e-4
+    koopman_dim: int = 128
+    temperature: float = 0.1
+    queue_size: int = 16384
+    momentum: float = 0.99
+    proj_hidden_dim: int | None = None  # None: 2048 (4096 for BYOL), Sec. 5.1
+    proj_layers: int | None = None  # None: 3 (2 for BYOL), Sec. 5.1
+    n_prototypes: int = 1000
+    spectral_mode: str = "eigenvalue"
+    fd_radius: float = 0.01
+    persist_inner: bool = False  # apply the outer step from theta* instead of theta
+    keep_time: bool = True
+    image_size: int = 112
+    pinv_rtol: float = DEFAULT_RTOL
+
+    def validate(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise VideorepError(
+                f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}"
+            )
+        if self.encoder not in ENCODERS:
+            raise VideorepError(
+                f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}"
+            )
+        if self.bilevel not in BILEVEL_MODES:
+            raise VideorepError(
+                f"unknown bilevel mode {self.bilevel!r}; choose one of {', '.join(BILEVEL_MODES)}"
+            )
+        if self.clip_len < 2:
+            raise VideorepError(f"clip length must be at least 2 frames, got {self.clip_len}")
+        for name in ("stride", "inner_steps", "koopman_dim", "queue_size", "n_prototypes"):
+            if getattr(self, name) < 1:
+                raise VideorepError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.views < 2:
+            raise VideorepError(f"contrastive learning needs at least 2 views, got {self.views}")
+        if not 0.0 < self.xi < 1.0:
+            raise VideorepError(f"xi must lie in (0, 1), got {self.xi}")
+        if self.nu < 0:
+            raise VideorepError(f"nu must be non-negative, got {self.nu}")
+        if self.temperature <= 0:
+            raise VideorepError(f"temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise VideorepError(f"momentum must lie in [0, 1], got {self.momentum}")
+        if self.inner_lr is not None and self.inner_lr <= 0:
+            raise VideorepError(f"inner learning rate must be positive, got {self.inner_lr}")
+        if self.spectral_mode not in ("eigenvalue", "projector"):
+            raise VideorepError(
+                f"spectral mode must be 'eigenvalue' or 'projector', got {self.spectral_mode!r}"
+            )
+
+
+def _projection_head(framework: str, in_dim: int, hidden: int, out_dim: int, layers: int):
+    """Projection MLP of Sec. 5.1, from lightly's heads."""
+    from lightly.models.modules import (
+        BYOLProjectionHead,
+        MoCoProjectionHead,
+        SimCLRProjectionHead,
+    )
+    from lightly.models.modules.heads import ProjectionHead
+
+    if framework == "byol" and layers == 2:
+        return BYOLProjectionHead(in_dim, hidden, out_dim)
+    if framework == "moco":
+        return MoCoProjectionHead(in_dim, hidden, out_dim, num_layers=layers, batch_norm=True)
+    if framework == "byol":  # BYOL-style (BN + ReLU, no output BN) with a custom depth
+        blocks = [(in_dim, hidden, nn.BatchNorm1d(hidden), nn.ReLU())]
+        for _ in range(layers - 2):
+            blocks.append((hidden, hidden, nn.BatchNorm1d(hidden), nn.ReLU()))
+        blocks.append((hidden, out_dim, None, None))
+        return ProjectionHead(blocks)
+    return SimCLRProjectionHead(in_dim, hidden, out_dim, num_layers=layers, batch_norm=True)
+
+
+class FrameNet(nn.Module):
+    """``f_theta``: encoder + per-frame projection; ``[N, T, 3, H, W] -> [N, T', M]``."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+
+    def forward(self, clips: Tensor) -> Tensor:
+        h = self.encoder(clips)  # [N, T', C]
+        n, t, c = h.shape
+        return self.projector(h.reshape(n * t, c)).view(n, t, -1)
+
+
+class BODVCL(Method):
+    """BOD-VCL on top of V-SimCLR / V-MoCo / V-BYOL / V-SwAV (see the module docstring).
+
+    Args:
+        config: the hyper-parameters.
+        encoder: optional prebuilt per-frame encoder with an ``out_dim`` attribute (default:
+            :func:`.encoders.build_encoder` from ``config.encoder``).
+    """
+
+    method_name = "bodvcl"
+
+    def __init__(self, config: BODVCLConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        if encoder is None:
+            encoder = build_encoder(
+                config.encoder, keep_time=config.keep_time, img_size=config.image_size
+            )
+        byol = config.framework == "byol"
+        hidden = config.proj_hidden_dim or (4096 if byol else 2048)
+        layers = config.proj_layers or (2 if byol else 3)
+        projector = _projection_head(
+            config.framework, int(encoder.out_dim), hidden, config.koopman_dim, layers
+        )
+        self.online = FrameNet(encoder, projector)
+        components = ("static", "dynamic") if config.decoupled else ("clip",)
+        self.heads = nn.ModuleDict(
+            {
+                name: build_head(
+                    config.framework,
+                    config.koopman_dim,
+                    temperature=config.temperature,
+                    queue_size=config.queue_size,
+                    predictor_hidden=hidden,
+                    n_prototypes=config.n_prototypes,
+                )
+                for name in components
+            }
+        )
+        self._theta_star: dict[str, Tensor] | None = None
+        self.target: FrameNet | None = None
+        if uses_target_network(config.framework):
+            from lightly.models.utils import deactivate_requires_grad
+
+            self.target = copy.deepcopy(self.online)
+            deactivate_requires_grad(self.target)
+
+    # ------------------------------------------------------------------ forward pieces
+    def _clips(self, batch: Any) -> tuple[Tensor, int, int]:
+        if isinstance(batch, dict):  # "frames" is the key of videorep.data.pairs.ClipDataset
+            clips = batch["clips"] if "clips" in batch else batch.get("frames")
+        else:
+            clips = batch
+        if not isinstance(clips, Tensor) or clips.ndim != 6 or clips.shape[3] != 3:
+            shape = tuple(clips.shape) if isinstance(clips, Tensor) else type(clips)
+            raise VideorepError(f"BOD-VCL expects clips [B, V, T, 3, S, S], got {shape}")
+        b, v = clips.shape[:2]
+        if v < 2:
+            raise VideorepError(f"BOD-VCL needs at least 2 views per video, got {v}")
+        if b < 2 and self.config.framework in ("simclr",):
+            raise VideorepError("V-SimCLR needs at least 2 videos per batch (negatives)")
+        return clips.flatten(0, 1), b, v
+
+    def embed(self, frames: Tensor) -> dict[str, Tensor]:
+        """Clip embeddings from per-frame features ``[N, T, M]``: ``{"static": Z_A,
+        "dynamic": Z_M}`` (Eq. 21) when decoupled, else ``{"clip": mean_t f(x_t)}``;
+        each ``[N, M]``."""
+        if not self.config.decoupled:
+            return {"clip": frames.mean(dim=1)}
+        split = koopman_split(
+            frames, xi=self.config.xi, mode=self.config.spectral_mode, rtol=self.config.pinv_rtol
+        )
+        self._last_split = split
+        return {"static": split.z_static, "dynamic": split.z_dynamic}
+
+    @torch.no_grad()
+    def _targets(self, clips: Tensor) -> dict[str, Tensor] | None:
+        if self.target is None:
+            return None
+        return {k: v.detach() for k, v in self.embed(self.target(clips)).items()}
+
+    def _outer_loss(
+        self, frames: Tensor, targets: dict[str, Tensor] | None, b: int, v: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L_A + L_M`` (Eq. 22) or the coupled V-CL loss, with per-part metrics."""
+        comps = self.embed(frames)
+        metrics: dict[str, Tensor] = {}
+        total = frames.new_zeros(())
+        for name, z in comps.items():
+            tgt = targets[name].view(b, v, -1) if targets is not None else None
+            part = self.heads[name](z.view(b, v, -1), tgt)
+            metrics[f"loss_{name}"] = part.detach()
+            total = total + part.reshape(())
+        if self.config.decoupled:
+            split = self._last_split
+            metrics["static_eigs"] = split.n_static.float().mean()
+            metrics["defective"] = split.defective.float().mean()
+        return total, metrics
+
+    def _pred_loss(self, frames: Tensor) -> Tensor:
+        return prediction_loss(frames, nu=self.config.nu, rtol=self.config.pinv_rtol)
+
+    # ------------------------------------------------------------------ trainer contract
+    def training_step(self, batch: Any) -> dict[str, Tensor]:
+        """Single-level objective: ``L_A + L_M (+ L_pred unless bilevel == "none")``.
+
+        Used by the trainer for ``bilevel in {"single", "none"}`` (and for evaluation); the
+        bi-level modes go through :meth:`optimizer_step`.
+        """
+        clips, b, v = self._clips(batch)
+        targets = self._targets(clips)
+        frames = self.online(clips)
+        outer, metrics = self._outer_loss(frames, targets, b, v)
+        l_pred = self._pred_loss(frames)
+        loss = outer if self.config.bilevel == "none" else outer + l_pred
+        metrics.update(loss=loss, loss_outer=outer.detach(), l_pred=l_pred.detach())
+        return metrics
+
+    def optimizer_step(
+        self, batches: list[Any], optimizer: torch.optim.Optimizer, loss_scale: float
+    ) -> dict[str, Tensor]:
+        """One step over the micro-batches; bi-level (Eq. 23-25) for ``fd`` / ``unrolled``."""
+        if self.config.bilevel in ("single", "none"):
+            return super().optimizer_step(batches, optimizer, loss_scale)
+        gamma = self.config.inner_lr
+        if gamma is None:
+            gamma = float(optimizer.param_groups[0]["lr"])
+        optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, Tensor] = {}
+        for batch in batches:
+            if self.config.bilevel == "unrolled":
+                metrics = self._unrolled_backward(batch, gamma, loss_scale)
+            else:
+                metrics = self._fd_backward(batch, gamma, loss_scale)
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + value.detach().float() * loss_scale
+        if self.config.persist_inner and self._theta_star is not None:
+            with torch.no_grad():  # Algorithm 1 read as theta <- theta* - lr * hypergradient
+                for n, p in self._inner_params().items():
+                    p.copy_(self._theta_star[n])
+        self._theta_star = None
+        optimizer.step()
+        return totals
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        """MoCo: enqueue the step's keys; MoCo/BYOL: EMA update of the target (Eq. 3);
+        SwAV: re-normalise the prototypes."""
+        for head in self.heads.values():
+            if hasattr(head, "enqueue"):
+                head.enqueue()
+            if hasattr(head, "normalize_prototypes"):
+                head.normalize_prototypes()
+        if self.target is not None:
+            from lightly.models.utils import update_momentum
+            from lightly.utils.scheduler import cosine_schedule
+
+            m = self.config.momentum
+            if self.config.framework == "byol":
+                m = cosine_schedule(step, max(total_steps, 1), m, 1.0)
+            update_momentum(self.online, self.target, m)
+
+    def checkpoint_state(self) -> dict[str, Tensor]:
+        """Everything, including the momentum network (its weights are not rebuilt from config)."""
+        return dict(self.state_dict())
+
+    # ------------------------------------------------------------------ bi-level internals
+    def _inner_params(self) -> dict[str, Tensor]:
+        return {n: p for n, p in self.online.named_parameters() if p.requires_grad}
+
+    def _frames_at(self, theta: dict[str, Tensor], clips: Tensor, aux: bool) -> Tensor:
+        """``f_theta(clips)`` with parameters ``theta``; ``aux`` passes use copied BN buffers."""
+        buffers = {n: (b.clone() if aux else b) for n, b in self.online.named_buffers()}
+        return functional_call(self.online, {**theta, **buffers}, (clips,))
+
+    def _pred_grad(
+        self, theta: dict[str, Tensor], clips: Tensor, create_graph: bool = False
+    ) -> tuple[Tensor, list[Tensor]]:
+        if not create_graph:
+            theta = {n: t.detach().requires_grad_(True) for n, t in theta.items()}
+        l_pred = self._pred_loss(self._frames_at(theta, clips, aux=True))
+        grads = torch.autograd.grad(
+            l_pred, list(theta.values()), create_graph=create_graph, allow_unused=True
+        )
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(theta.values(), grads)]
+        return l_pred, grads
+
+    def _unrolled_backward(self, batch: Any, gamma: float, scale: float) -> dict[str, Tensor]:
+        clips, b, v = self._clips(batch)
+        targets = self._targets(clips)
+        theta = self._inner_params()
+        l_pred0 = None
+        for _ in range(self.config.inner_steps):  # Eq. 24, kept in the graph
+            l_pred, grads = self._pred_grad(theta, clips, create_graph=True)
+            l_pred0 = l_pred.detach() if l_pred0 is None else l_pred0
+            theta = {n: t - gamma * g for (n, t), g in zip(theta.items(), grads)}
+        outer, metrics = self._outer_loss(self._frames_at(theta, clips, aux=False), targets, b, v)
+        (outer * scale).backward()  # Eq. 25 through theta*(theta)
+        self._theta_star = {n: t.detach() for n, t in theta.items()}
+        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0)
+        return metrics
+
+    def _fd_backward(self, batch: Any, gamma: float, scale: float) -> dict[str, Tensor]:
+        clips, b, v = self._clips(batch)
+        targets = self._targets(clips)
+        params = self._inner_params()
+        names = list(params)
+        thetas = [{n: p.detach() for n, p in params.items()}]
+        l_pred0 = None
+        for _ in range(self.config.inner_steps):  # Eq. 24
+            l_pred, grads = self._pred_grad(thetas[-1], clips)
+            l_pred0 = l_pred.detach() if l_pred0 is None else l_pred0
+            thetas.append({n: t - gamma * g for (n, t), g in zip(thetas[-1].items(), grads)})
+        theta_star = {n: t.detach().requires_grad_(True) for n, t in thetas[-1].items()}
+        self._theta_star = {n: t.detach() for n, t in thetas[-1].items()}
+        outer, metrics = self._outer_loss(
+            self._frames_at(theta_star, clips, aux=False), targets, b, v
+        )
+        head_params = [p for p in self.heads.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(
+            outer, list(theta_star.values()) + head_params, allow_unused=True
+        )
+        vec = [
+            torch.zeros_like(t) if g is None else g
+            for t, g in zip(theta_star.values(), grads[: len(names)])
+        ]
+        for p, g in zip(head_params, grads[len(names) :]):
+            if g is not None:
+                p.grad = g * scale if p.grad is None else p.grad + g * scale
+        for theta_k in reversed(thetas[:-1]):  # (I - gamma H(theta_k)) v, right to left
+            norm = torch.sqrt(sum((g.double() ** 2).sum() for g in vec)).item()
+            if norm == 0.0 or not math.isfinite(norm):
+                break
+            eps = self.config.fd_radius / norm
+            plus = {n: t + eps * g for (n, t), g in zip(theta_k.items(), vec)}
+            minus = {n: t - eps * g for (n, t), g in zip(theta_k.items(), vec)}
+            _, g_plus = self._pred_grad(plus, clips)
+            _, g_minus = self._pred_grad(minus, clips)
+            vec = [g - gamma * (gp - gm) / (2 * eps) for g, gp, gm in zip(vec, g_plus, g_minus)]
+        for n, g in zip(names, vec):
+            p = params[n]
+            p.grad = g * scale if p.grad is None else p.grad + g * scale
+        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0)
+        return metrics
+
+
+# ---------------------------------------------------------------------- construction and CLI
+def build_bodvcl(config: dict[str, Any], encoder: nn.Module | None = None) -> BODVCL:
+    """Build BOD-VCL from a config dict (keys of :class:`BODVCLConfig`; others are ignored, so
+    the trainer can pass its whole argument namespace). Invalid values raise ``VideorepError``."""
+    known = {f.name for f in fields(BODVCLConfig)}
+    values = {k: v for k, v in dict(config).items() if k in known and v is not None}
+    return BODVCL(BODVCLConfig(**values), encoder=encoder)
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The BOD-VCL part of parsed arguments, as a :func:`build_bodvcl` config."""
+    known = {f.name for f in fields(BODVCLConfig)}
+    return {k: v for k, v in vars(args).items() if k in known}
+
+
+def default_config() -> dict[str, Any]:
+    return asdict(BODVCLConfig())
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``videorep train bodvcl`` flags (dest names = :class:`BODVCLConfig` fields)."""
+    d = BODVCLConfig()
+    g = parser.add_argument_group("BOD-VCL (seed 003)")
+    g.add_argument("--framework", choices=FRAMEWORKS, default=d.framework, help="base V-CL method")
+    g.add_argument("--encoder", choices=ENCODERS, default=d.encoder, help="video encoder")
+    g.add_argument("--clip-len", type=int, default=d.clip_len, help="frames per clip (L)")
+    g.add_argument("--stride", type=int, default=d.stride, help="frame stride in a clip (delta)")
+    g.add_argument("--views", type=int, default=d.views, help="clips per video (rho)")
+    g.add_argument(
+        "--decoupled",
+        action=argparse.BooleanOptionalAction,
+        default=d.decoupled,
+        help="decoupled loss L_A + L_M on the Koopman split (Eq. 22); --no-decoupled: plain V-CL",
+    )
+    g.add_argument(
+        "--bilevel",
+        choices=BILEVEL_MODES,
+        default=d.bilevel,
+        help="fd: AID-FD hypergradient (default); unrolled: differentiate through the inner "
+        "step; single: L_pred + L_A + L_M summed; none: no L_pred",
+    )
+    g.add_argument("--inner-steps", type=int, default=d.inner_steps, help="inner L_pred steps")
+    g.add_argument(
+        "--inner-lr",
+        type=float,
+        default=d.inner_lr,
+        help="gamma of the inner step (Eq. 24); default: the optimiser's learning rate",
+    )
+    g.add_argument("--xi", type=float, default=d.xi, help="static if |lambda - 1| < xi")
+    g.add_argument("--nu", type=float, default=d.nu, help="orthogonality weight in L_pred")
+    g.add_argument("--koopman-dim", type=int, default=d.koopman_dim, help="projection output M")
+    g.add_argument("--temperature", type=float, default=d.temperature, help="InfoNCE/SwAV tau")
+    g.add_argument("--queue-size", type=int, default=d.queue_size, help="V-MoCo queue length")
+    g.add_argument(
+        "--momentum",
+        type=float,
+        default=d.momentum,
+        help="EMA of the MoCo/BYOL target network (BYOL: start value of a cosine ramp to 1)",
+    )
+    g.add_argument("--proj-hidden-dim", type=int, default=None, help="projection MLP width")
+    g.add_argument("--n-prototypes", type=int, default=d.n_prototypes, help="V-SwAV prototypes")
+    g.add_argument(
+        "--spectral-mode",
+        choices=("eigenvalue", "projector"),
+        default=d.spectral_mode,
+        help="Eq. 21 as written (eigenvalue) or with spectral projectors (App. F)",
+    )
+    g.add_argument(
+        "--persist-inner",
+        action="store_true",
+        help="keep the inner L_pred step (outer step from theta*) instead of discarding it",
+    )
+    g.add_argument("--image-size", type=int, default=d.image_size, help="frame size (ViT)")
