@@ -69,7 +69,10 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """``[H, W, 3]`` uint8 -> ``[3, H, W]`` float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    arr = np.ascontiguousarray(rgb)
+    if not arr.flags.writeable:  # decoded frames and memory maps can be read-only
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:

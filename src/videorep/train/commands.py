@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -84,8 +85,9 @@ def add_cosettle_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--samples-per-video",
         type=int,
-        default=1,
-        help="samples drawn from each video per epoch (1)",
+        default=0,
+        help="samples drawn from each video per epoch; 0 = 1, or as many as needed to fill "
+        "one global batch when there are fewer videos",
     )
     g.add_argument(
         "--view-bank",
@@ -138,18 +140,28 @@ def train_cosettle(method_config, data: dict, train_config, encoder=None):  # no
     from videorep.data.sources import discover_sources
     from videorep.methods.cosettle import CoSettle
     from videorep.methods.cosettle.viewbank import ViewBankDataset, build_view_bank
-    from videorep.train.trainer import Trainer
+    from videorep.train.trainer import Trainer, dist_info
 
     if encoder is None:
         encoder = load_encoder(method_config.backbone, method_config.checkpoint)
     sources = discover_sources(data["paths"], fps=data["fps"])
+    repeats = int(data.get("samples_per_video") or 0)
+    if repeats <= 0:
+        global_batch = train_config.batch_size * train_config.accum * dist_info()[1]
+        repeats = max(1, -(-global_batch // len(sources)))
+        if repeats > 1 and train_config.progress:
+            print(
+                f"videorep: {len(sources)} videos < global batch {global_batch}: drawing "
+                f"{repeats} samples per video per epoch (--samples-per-video)",
+                file=sys.stderr,
+            )
     pairs = FramePairDataset(
         sources,
         delta=data["delta"],
         frames=data["frames"],
         size=data["size"],
         seed=train_config.seed,
-        repeats=data.get("samples_per_video", 1),
+        repeats=repeats,
     )
     method = CoSettle(encoder, method_config, seed=train_config.seed)
     run_config = {"method_config": asdict(method_config), "data": data}

@@ -184,9 +184,11 @@ class Trainer:
                 f"{self.world} processes); lower --batch-size or add data"
             )
         planned = math.ceil(config.epochs * self.steps_per_epoch)
-        self.total_steps = max(1, min(planned, config.max_steps) if config.max_steps else planned)
-        # Warm-up keeps its share of the planned run (1 of 5 epochs) when --max-steps cuts it.
-        frac = config.warmup_epochs / config.epochs if config.epochs > 0 else 0.0
+        # --max-steps sets the run length (it overrides --epochs, as in common trainers).
+        self.total_steps = max(1, config.max_steps if config.max_steps else planned)
+        # Warm-up: --warmup-epochs of data, but never more than its share of the run (1 of 5
+        # epochs in the paper) when --max-steps sets a different length.
+        frac = min(1.0, config.warmup_epochs / config.epochs) if config.epochs > 0 else 0.0
         self.warmup_steps = min(
             round(config.warmup_epochs * self.steps_per_epoch), round(frac * self.total_steps)
         )

@@ -108,4 +108,9 @@ def test_head_structure_follows_the_released_adapter() -> None:
     names = [type(m).__name__ for m in ProjectionHead(8, "mlp3").net]
     assert names == ["Linear", "Tanh", "Linear", "Tanh", "Linear", "LayerNorm"]
     head = ProjectionHead(8, "linear", init="identity")
-    assert torch.equal(head.net[0].weight, torch.eye(8))
+    assert torch.equal(head.net[0].weight, 0.05 * torch.eye(8))
+    # the identity-initialised head starts at the frozen features: LN(tanh(0.05 z)) ~ LN(z)
+    z = 2.3 * torch.randn(50, 8)
+    expected = torch.nn.functional.layer_norm(z, (8,))
+    cos = torch.nn.functional.cosine_similarity(head(z), expected, dim=-1)
+    assert cos.min() > 0.99

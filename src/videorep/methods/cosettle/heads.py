@@ -8,7 +8,8 @@ As in the authors' released ``ST_adapter.py``:
 - ``mlp3``: Linear -> Tanh -> Linear -> Tanh -> Linear -> LayerNorm.
 
 Initialisation follows the authors' ViT ``_init_weights`` (truncated normal, std 0.02, zero
-bias, LayerNorm weight 1 / bias 0); ``identity`` initialisation (W = I) is offered as a knob.
+bias, LayerNorm weight 1 / bias 0). ``identity`` initialisation (every Linear ``W = 0.05 I``)
+is offered as a knob: the head then starts as ``LayerNorm(z)``, i.e. at the frozen features.
 
 A trained head is exported as ``projection.safetensors`` + ``config.json`` in one folder, which
 evaluation loads with :func:`load_projection` (``--projection DIR``).
@@ -27,6 +28,7 @@ from videorep.errors import VideorepError
 
 HEADS = ("linear", "mlp2", "mlp3")
 INITS = ("trunc_normal", "identity")
+IDENTITY_GAIN = 0.05
 
 
 class ProjectionHead(nn.Module):
@@ -54,7 +56,11 @@ class ProjectionHead(nn.Module):
         for m in self.net:
             if isinstance(m, nn.Linear):
                 if self.init == "identity":
+                    # scaled identity: tanh stays in its linear range for encoder tokens of std
+                    # ~2 (DINOv2), so the head starts as LayerNorm(z), the frozen features
+                    # re-centred per token
                     nn.init.eye_(m.weight)
+                    m.weight.data.mul_(IDENTITY_GAIN)
                 else:
                     nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
