@@ -50,14 +50,14 @@ def reference_step(method: CoSettle, eager_encoder, frames: torch.Tensor, seed: 
     l_reg = F.kl_div(F.log_softmax(p, -1), F.softmax(z, -1), reduction="batchmean")
     loss = l_cyc + cfg.lambda_reg * l_reg
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
 
 
 def our_step(method: CoSettle, frames: torch.Tensor, seed: int) -> float:
     method.pea_generator.manual_seed(seed)
     loss = method.training_step({"frames": frames})["loss"]
     loss.backward()
-    return float(loss)
+    return float(loss.detach())
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:  # noqa: ANN001
