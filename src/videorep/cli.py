@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except VideorepError as exc:
+        if type(exc).__name__ == "TrainingInterrupted":  # Ctrl-C: checkpoint saved, 128 + SIGINT
+            print(f"videorep: {exc}", file=sys.stderr)
+            return 130
         print(f"videorep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,7 +16,8 @@ def atomic_save(obj: object, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     On failure (disk full, permission) the temporary file is removed, ``path`` is untouched and
-    a :class:`VideorepError` says so.
+    a :class:`VideorepError` says so. A process killed while writing (SIGKILL) leaves only its
+    temporary file, which the next successful save removes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +28,8 @@ def atomic_save(obj: object, path: str | Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise VideorepError(

@@ -41,6 +41,12 @@ def add_common_arguments(p: argparse.ArgumentParser, batch_size: int, epochs: fl
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="reproducible run to run on CPU: deterministic kernels, 1 intra-op thread "
+        "(slower; see README)",
+    )
 
 
 def train_config_from_args(args: argparse.Namespace):  # noqa: ANN201
@@ -62,7 +68,19 @@ def train_config_from_args(args: argparse.Namespace):  # noqa: ANN201
         workers=args.workers,
         resume=args.resume,
         progress=not args.no_progress,
+        deterministic=bool(getattr(args, "deterministic", False)),
     )
+
+
+def run_distributed(body, *args):  # noqa: ANN001, ANN201
+    """Run ``body(*args)`` inside the ``torchrun`` process group (if any), then clean it up."""
+    from videorep.train.distributed import cleanup, init_from_env
+
+    init_from_env()
+    try:
+        return body(*args)
+    finally:
+        cleanup()
 
 
 def add_cosettle_arguments(p: argparse.ArgumentParser) -> None:
@@ -149,7 +167,7 @@ def train_cosettle(method_config, data: dict, train_config, encoder=None):  # no
     if repeats <= 0:
         global_batch = train_config.batch_size * train_config.accum * dist_info()[1]
         repeats = max(1, -(-global_batch // len(sources)))
-        if repeats > 1 and train_config.progress:
+        if repeats > 1 and train_config.progress and dist_info()[0] == 0:
             print(
                 f"videorep: {len(sources)} videos < global batch {global_batch}: drawing "
                 f"{repeats} samples per video per epoch (--samples-per-video)",
@@ -185,11 +203,21 @@ def train_cosettle(method_config, data: dict, train_config, encoder=None):  # no
 
 
 def _run_cosettle(args: argparse.Namespace) -> int:
+    return run_distributed(_cosettle_main, args)
+
+
+def _cosettle_main(args: argparse.Namespace) -> int:
+    from videorep.train.trainer import dist_info
+
     method_config, data = cosettle_configs(args)
     method_config.validate()
     train_config = train_config_from_args(args)
+    if train_config.deterministic:
+        from videorep.train.distributed import set_deterministic
+
+        set_deterministic()
     _, history = train_cosettle(method_config, data, train_config)
-    if history:
+    if history and dist_info()[0] == 0:
         first, last = history[0], history[-1]
         print(
             json.dumps(

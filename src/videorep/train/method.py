@@ -11,6 +11,7 @@ control over the optimiser (bi-level optimisation) override :meth:`Method.optimi
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -26,6 +27,28 @@ class Method(nn.Module):
 
     #: name used in checkpoints and configs, e.g. ``"cosettle"``
     method_name: str = "method"
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        """``training_step``; the entry point DistributedDataParallel calls."""
+        return self.training_step(batch)
+
+    def attach_ddp(self, ddp: nn.Module | None) -> None:
+        """Route :meth:`step_forward` through ``ddp`` (a DistributedDataParallel of ``self``).
+
+        Stored outside the module tree (no recursion in ``state_dict``/``modules``).
+        """
+        self.__dict__["_ddp_wrapper"] = ddp
+
+    @property
+    def ddp(self) -> nn.Module | None:
+        """The DistributedDataParallel wrapper of this method, if the trainer attached one."""
+        return self.__dict__.get("_ddp_wrapper")
+
+    def step_forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        """``training_step(batch)``, through DDP when distributed (its backward all-reduces)."""
+        if self.ddp is None:
+            return self.training_step(batch)
+        return self.ddp(batch)
 
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Compute the loss of one (micro-)batch.
@@ -44,14 +67,21 @@ class Method(nn.Module):
         """One optimiser step over ``batches`` (gradient accumulation micro-batches).
 
         The default accumulates ``training_step(b)["loss"] * loss_scale`` over the micro-batches
-        and steps once. ``loss_scale`` is ``1 / len(batches)`` (or the DDP-aware equivalent).
-        Returns the micro-batch-averaged metrics.
+        and steps once. ``loss_scale`` is ``1 / len(batches)``. Distributed, the forward goes
+        through DDP, whose all-reduce averages the gradients over the ``W`` ranks: each rank's
+        loss is the mean over its ``b`` samples, so the average equals the gradient of the mean
+        over the ``W * b`` samples of the global micro-batch, as in one process. Only the last
+        micro-batch synchronises (DDP ``no_sync`` for the others; the accumulated sum is reduced).
+        Returns the micro-batch-averaged metrics (of this rank; the trainer averages them).
         """
         optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
-        for batch in batches:
-            metrics = self.training_step(batch)
-            (metrics["loss"] * loss_scale).backward()
+        for i, batch in enumerate(batches):
+            last = i == len(batches) - 1
+            ctx = nullcontext() if last or self.ddp is None else self.ddp.no_sync()
+            with ctx:
+                metrics = self.step_forward(batch)
+                (metrics["loss"] * loss_scale).backward()
             for key, value in metrics.items():
                 value = value.detach().float()
                 totals[key] = totals.get(key, 0.0) + value * loss_scale

@@ -10,8 +10,13 @@ Determinism: the sample order is a pure function of ``(seed, epoch)``, a dataset
 randomness in ``before_optimizer_step``; together with the restored optimiser state a resumed run
 reproduces the uninterrupted one bit for bit on CPU.
 
-Distributed: ``rank`` and ``world_size`` come from ``torch.distributed`` when it is initialised;
-each rank takes its slice of every global batch, only rank 0 logs and writes checkpoints.
+Distributed (``torchrun``, see :mod:`videorep.train.distributed`): ``rank`` and ``world_size``
+come from ``torch.distributed`` when it is initialised. The same loop runs on every rank: each
+rank takes its slice of every micro-batch, BatchNorms become global-batch ones, the method is
+wrapped in DistributedDataParallel (only its trainable parameters are reduced; frozen sub-modules
+are ignored), the logged metrics and the Ctrl-C request are averaged / shared across ranks, and
+only rank 0 logs, writes checkpoints and exports. A run on ``W`` processes with ``--batch-size
+b`` computes the same steps as one process with ``--batch-size W*b`` (same ``--accum``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class TrainConfig:
     workers: int = 0
     resume: bool = False
     progress: bool = True
+    deterministic: bool = False
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -76,9 +82,12 @@ def dist_info() -> tuple[int, int]:
 class MicroBatchSampler(Sampler[list[int]]):
     """Yields this rank's micro-batches of one epoch, from ``start_step`` on.
 
-    The epoch's order is ``randperm(n)`` from a generator seeded with ``(seed, epoch)``. Global
-    step ``s`` consumes ``perm[s*G : (s+1)*G]`` with ``G = batch * accum * world``; rank ``r``
-    takes the ``r``-th contiguous ``batch * accum`` slice, split into ``accum`` micro-batches.
+    The epoch's order is ``randperm(n)`` from a generator seeded with ``(seed, epoch)``, so
+    every epoch is reshuffled and every rank computes the same order. Global step ``s``
+    consumes ``perm[s*G : (s+1)*G]`` with ``G = batch * accum * world``, split into ``accum``
+    micro-batches of ``batch * world`` samples; rank ``r`` takes the ``r``-th ``batch`` slice of
+    each. The union over ranks of micro-batch ``a`` is thus the single-process micro-batch ``a``
+    of a run with ``batch * world`` per process, whatever the world size.
     """
 
     def __init__(
@@ -100,12 +109,12 @@ class MicroBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
-        per_rank = self.batch * self.accum
+        micro = self.batch * self.world
         for step in range(self.start_step, self.steps):
             chunk = perm[step * self.global_batch : (step + 1) * self.global_batch]
-            mine = chunk[self.rank * per_rank : (self.rank + 1) * per_rank]
             for a in range(self.accum):
-                yield mine[a * self.batch : (a + 1) * self.batch]
+                group = chunk[a * micro : (a + 1) * micro]
+                yield group[self.rank * self.batch : (self.rank + 1) * self.batch]
 
     def __len__(self) -> int:
         return (self.steps - self.start_step) * self.accum
@@ -193,11 +202,33 @@ class Trainer:
             round(config.warmup_epochs * self.steps_per_epoch), round(frac * self.total_steps)
         )
         self.base_lr = config.lr if config.lr is not None else config.blr * self.global_batch / 256
+        self.ddp = self._wrap_distributed(method) if self.world > 1 else None
         self.optimizer = build_adamw(
             method.trainable_parameters(), self.base_lr, config.weight_decay, config.betas
         )
         self.step = 0
         self.history: list[dict] = []
+
+    def _wrap_distributed(self, method: Method):  # noqa: ANN202
+        """Global-batch BatchNorm and DDP over the trainable parameters (world size > 1)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        from videorep.train.distributed import convert_batchnorm, device
+
+        convert_batchnorm(method)
+        prefixes = method.frozen_prefixes()
+        ignored = [n for n, _ in method.named_parameters() if n.startswith(prefixes)] + [
+            n for n, _ in method.named_buffers() if n.startswith(prefixes)
+        ]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, ignored)
+        dev = device()
+        ddp = DistributedDataParallel(
+            method,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            broadcast_buffers=False,  # queues and BN statistics are kept equal by the method
+        )
+        method.attach_ddp(ddp)
+        return ddp
 
     # ----------------------------------------------------------------------------- state
     @property
@@ -248,11 +279,24 @@ class Trainer:
                         f"{path}: was written by a run with different settings {diff}; "
                         "resume with the same settings or use a new --out"
                     )
+        mine = self.method.state_dict()
+        wrong = [
+            f"{k} {list(v.shape)} vs {list(mine[k].shape)}"
+            for k, v in ckpt["method_state"].items()
+            if k in mine and hasattr(v, "shape") and v.shape != mine[k].shape
+        ]
+        if wrong:
+            raise VideorepError(
+                f"{path}: does not fit this model: shapes (checkpoint vs model) differ: "
+                f"{'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''} - a checkpoint of "
+                "another encoder or head width? Resume with its settings or use a new --out"
+            )
         try:
             self.method.load_checkpoint_state(ckpt["method_state"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError) as exc:
-            raise VideorepError(f"{path}: does not fit this model ({exc})") from None
+            detail = " ".join(str(exc).split())
+            raise VideorepError(f"{path}: does not fit this model ({detail})") from None
         self.step = int(ckpt["step"])
         rng = ckpt.get("rng", {})
         if "torch" in rng:
@@ -346,7 +390,7 @@ class Trainer:
                     for _ in range(start, self.steps_per_epoch):
                         if self.step >= self.total_steps or stop.requested:
                             break
-                        record = self._one_step(iterator)
+                        record = self._one_step(iterator, stop)
                         self.history.append(record)
                         if self.is_main:
                             jsonl.write(json.dumps(record) + "\n")
@@ -383,7 +427,7 @@ class Trainer:
             self.method.export(self.out)
         return self.history
 
-    def _one_step(self, iterator: Iterator) -> dict:
+    def _one_step(self, iterator: Iterator, stop: _StopRequest | None = None) -> dict:
         cfg = self.config
         lr = lr_at(self.step, self.base_lr, self.warmup_steps, self.total_steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
@@ -392,7 +436,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.method.before_optimizer_step(self.step)
         metrics = self.method.optimizer_step(micro, self.optimizer, 1.0 / cfg.accum)
-        values = {k: float(v) for k, v in metrics.items()}
+        values = self._reduce_metrics(metrics, stop)
         if not all(math.isfinite(v) for v in values.values()):
             bad = {k: v for k, v in values.items() if not math.isfinite(v)}
             raise VideorepError(
@@ -410,3 +454,20 @@ class Trainer:
             **values,
             "time": time.perf_counter() - t0,
         }
+
+    def _reduce_metrics(self, metrics: dict, stop: _StopRequest | None) -> dict[str, float]:
+        """Metrics as floats, averaged over ranks; a Ctrl-C on any rank stops every rank."""
+        values = {k: float(v) for k, v in metrics.items()}
+        if self.world == 1:
+            return values
+        from videorep.train.distributed import device
+
+        keys = sorted(values)
+        flag = 1.0 if stop is not None and stop.requested else 0.0
+        packed = torch.tensor([values[k] for k in keys] + [flag], dtype=torch.float64)
+        packed = packed.to(device())
+        torch.distributed.all_reduce(packed)
+        packed = (packed / self.world).cpu().tolist()
+        if stop is not None and packed[-1] > 0:
+            stop.requested = True
+        return dict(zip(keys, packed[:-1]))

@@ -25,7 +25,9 @@ def register_train(
     add_train_arguments(p)
 
     def run(args: argparse.Namespace) -> int:
-        train_bodvcl(args, train_config_from_args(args))
+        from videorep.train.commands import run_distributed
+
+        run_distributed(train_bodvcl, args, train_config_from_args(args))
         return 0
 
     p.set_defaults(func=run)
@@ -33,17 +35,24 @@ def register_train(
 
 def train_bodvcl(args: argparse.Namespace, train_config):  # noqa: ANN001, ANN201
     """Build the clip dataset (``videorep.data.pairs.ClipDataset``) and the method; fit."""
+    import torch
+
     from videorep.data.pairs import ClipDataset
     from videorep.data.sources import discover_sources
     from videorep.methods.bodvcl.method import BODVCLConfig, build_bodvcl, config_from_args
     from videorep.train.trainer import Trainer, dist_info
 
+    if train_config.deterministic:
+        from videorep.train.distributed import set_deterministic
+
+        set_deterministic()
     cfg = config_from_args(args)
+    torch.manual_seed(train_config.seed)  # initial weights and MoCo queue: same on every rank
     method = build_bodvcl(cfg)
     sources = discover_sources(args.data, fps=args.fps)
     global_batch = train_config.batch_size * train_config.accum * dist_info()[1]
     repeats = max(1, -(-global_batch // max(1, len(sources))))
-    if repeats > 1 and train_config.progress:
+    if repeats > 1 and train_config.progress and dist_info()[0] == 0:
         print(f"videorep: drawing {repeats} clips per video per epoch", file=sys.stderr)
     dataset = ClipDataset(
         sources,

@@ -176,7 +176,11 @@ class FrameViTEncoder(Encoder):
 
 
 class Tiny3DEncoder(Encoder):
-    """A small 3D CNN (3 conv blocks, no temporal stride) for tests and CPU experiments."""
+    """A small 3D CNN (3 conv blocks, no temporal stride) for tests and CPU experiments.
+
+    The convolutions have no bias: the BatchNorm after each removes it, its gradient is zero
+    up to rounding, and Adam would turn that rounding noise into steps of size ``lr``.
+    """
 
     def __init__(self, width: int = 16) -> None:
         super().__init__()
@@ -192,6 +196,8 @@ class Tiny3DEncoder(Encoder):
             nn.BatchNorm3d(2 * w),
             nn.ReLU(inplace=True),
         )
+        for conv in self.body[::3]:  # drawn, then dropped: the seeded weights stay as before
+            conv.bias = None
         self.out_dim = 2 * w
 
     def forward(self, clips: Tensor) -> Tensor:

@@ -52,13 +52,25 @@ def multi_positive_info_nce(z: Tensor, temperature: float) -> Tensor:
     For anchor ``(i, j)`` the positives are the other views of video ``i``, the negatives all views
     of the other videos; the numerator sums over the positives (Eq. 1); the mean runs over the
     ``B * V`` anchors (Eq. 2). Similarities are cosine similarities divided by ``temperature``.
+
+    Distributed, the negatives are the views of every rank's videos (gathered with
+    :func:`videorep.train.distributed.all_gather_with_grad`) and the mean runs over this rank's
+    anchors; the DDP average over ranks is then the global-batch loss and gradient.
     """
+    from videorep.train.distributed import all_gather_with_grad
+    from videorep.train.distributed import rank as dist_rank
+
     b, v, _ = z.shape
     flat = F.normalize(z, dim=-1).reshape(b * v, -1)
-    logits = flat @ flat.T / temperature
-    video = torch.arange(b, device=z.device).repeat_interleave(v)
-    self_mask = torch.eye(b * v, dtype=torch.bool, device=z.device)
-    pos_mask = (video[:, None] == video[None, :]) & ~self_mask
+    everyone = all_gather_with_grad(flat)  # [W * B * V, D]
+    offset = dist_rank() * b * v if everyone.shape[0] != flat.shape[0] else 0
+    logits = flat @ everyone.T / temperature  # local anchors x global candidates
+    video = torch.arange(everyone.shape[0] // v, device=z.device).repeat_interleave(v)
+    mine = video[offset : offset + b * v]
+    rows = torch.arange(b * v, device=z.device)
+    self_mask = torch.zeros(b * v, everyone.shape[0], dtype=torch.bool, device=z.device)
+    self_mask[rows, rows + offset] = True
+    pos_mask = (mine[:, None] == video[None, :]) & ~self_mask
     logits = logits.masked_fill(self_mask, float("-inf"))
     pos = torch.logsumexp(logits.masked_fill(~pos_mask, float("-inf")), dim=1)
     return (torch.logsumexp(logits, dim=1) - pos).mean()
@@ -119,15 +131,18 @@ class MoCoHead(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: Tensor | None = None) -> None:
         """Write ``keys`` ``[N, D]`` (default: the pending keys) into the queue, FIFO."""
-        if keys is None:
-            if not self.pending:
-                return
-            keys = torch.cat(self.pending)
-            self.pending = []
+        chunks = [keys] if keys is not None else self.pending
+        if not chunks:
+            return
+        self.pending = [] if keys is None else self.pending
         if _dist_world() > 1:
+            # Every rank enqueues the keys of all ranks (no gradient needed: keys are detached),
+            # micro-batch by micro-batch in rank order, which is the order of the global batch
+            # (see MicroBatchSampler): every rank keeps the single-process queue.
             from lightly.models.utils import concat_all_gather
 
-            keys = concat_all_gather(keys.contiguous())
+            chunks = [concat_all_gather(c.contiguous()) for c in chunks]
+        keys = torch.cat(chunks)
         keys = F.normalize(keys, dim=1)[: self.queue.shape[0]]
         n, size = keys.shape[0], self.queue.shape[0]
         idx = (int(self.queue_ptr) + torch.arange(n, device=keys.device)) % size

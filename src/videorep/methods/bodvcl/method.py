@@ -37,6 +37,15 @@ Momentum networks (V-MoCo, V-BYOL) are EMA copies of encoder + projector (Eq. 3)
 :meth:`BODVCL.after_optimizer_step` with :func:`lightly.models.utils.update_momentum` (constant
 ``momentum`` for MoCo, cosine-increased to 1 for BYOL with :func:`lightly.utils.scheduler.cosine_schedule`);
 their clip embeddings go through the same Koopman split, without gradient.
+
+Distributed (``torchrun``): the bi-level modes compute their gradients with
+``torch.autograd.grad`` and write ``.grad`` themselves, so DDP's backward hooks never fire; the
+global-batch quantities are formed explicitly instead. ``fd``: every ``grad L_pred`` (inner step
+and finite differences) and the outer gradient ``g*`` are averaged over the ranks, so ``theta*``,
+the finite-difference radius and the Hessian-vector product are those of the global batch and
+the final hypergradient is identical on every rank. ``unrolled``: the inner gradient is averaged
+with a differentiable all-reduce (its backward sums the ranks' adjoints), and the parameter
+gradients are averaged after the backward. ``single``/``none`` go through DDP as usual.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from videorep.errors import VideorepError
 from videorep.methods.bodvcl.encoders import ENCODERS, build_encoder
 from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_target_network
 from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
+from videorep.train import distributed as dist
 from videorep.train.method import Method
 
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
@@ -298,6 +308,8 @@ class BODVCL(Method):
                 metrics = self._fd_backward(batch, gamma, loss_scale)
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value.detach().float() * loss_scale
+        if self.config.bilevel == "unrolled" and dist.is_distributed():
+            dist.all_reduce_mean_([p.grad for p in self.parameters() if p.grad is not None])
         if self.config.persist_inner and self._theta_star is not None:
             with torch.no_grad():  # Algorithm 1 read as theta <- theta* - lr * hypergradient
                 for n, p in self._inner_params().items():
@@ -346,6 +358,12 @@ class BODVCL(Method):
             l_pred, list(theta.values()), create_graph=create_graph, allow_unused=True
         )
         grads = [torch.zeros_like(t) if g is None else g for t, g in zip(theta.values(), grads)]
+        if dist.is_distributed():  # gradient of the global-batch L_pred (see module docstring)
+            if create_graph:
+                w = dist.world_size()
+                grads = [dist.all_reduce_sum_with_grad(g) / w for g in grads]
+            else:
+                dist.all_reduce_mean_(grads)
         return l_pred, grads
 
     def _unrolled_backward(self, batch: Any, gamma: float, scale: float) -> dict[str, Tensor]:
@@ -387,7 +405,13 @@ class BODVCL(Method):
             torch.zeros_like(t) if g is None else g
             for t, g in zip(theta_star.values(), grads[: len(names)])
         ]
-        for p, g in zip(head_params, grads[len(names) :]):
+        head_grads = list(grads[len(names) :])
+        if dist.is_distributed():  # g* of the global batch: the same FD radius on every rank
+            head_grads = [
+                torch.zeros_like(p) if g is None else g for p, g in zip(head_params, head_grads)
+            ]
+            dist.all_reduce_mean_(vec + head_grads)
+        for p, g in zip(head_params, head_grads):
             if g is not None:
                 p.grad = g * scale if p.grad is None else p.grad + g * scale
         for theta_k in reversed(thetas[:-1]):  # (I - gamma H(theta_k)) v, right to left

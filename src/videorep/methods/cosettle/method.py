@@ -20,6 +20,8 @@ from videorep.backbones.pos import PEA_MODES, pea
 from videorep.errors import VideorepError
 from videorep.methods.cosettle.heads import ProjectionHead
 from videorep.methods.cosettle.losses import REGULARIZERS, cycle_loss
+from videorep.train.distributed import rank as dist_rank
+from videorep.train.distributed import world_size as dist_world_size
 from videorep.train.method import Method
 
 
@@ -111,7 +113,13 @@ class CoSettle(Method):
         images = torch.cat([flat, frames[:, 0]], dim=0)
 
         def pos_fn(base: torch.Tensor) -> torch.Tensor:
-            crops = pea(base, cfg.pea_alpha, cfg.pea_mode, self.pea_generator, batch=b)
+            # Every rank draws the crops of the whole global micro-batch (W * b) from the same
+            # step-seeded generator and keeps its own slice, so a distributed step uses the
+            # crops of the single-process step ("random"/"center"/"edge" draw one crop per call).
+            rank, world = dist_rank(), dist_world_size()
+            crops = pea(base, cfg.pea_alpha, cfg.pea_mode, self.pea_generator, batch=b * world)
+            if crops.shape[0] > 1:
+                crops = crops[rank * b : (rank + 1) * b]
             return torch.cat([base.expand(b * t, -1, -1, -1), crops.expand(b, -1, -1, -1)])
 
         z = self.encoder(images, pos_embed_fn=pos_fn)

