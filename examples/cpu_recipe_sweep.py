@@ -31,13 +31,21 @@ from videorep.methods.cosettle import CoSettle, CoSettleConfig
 from videorep.methods.cosettle.viewbank import ViewBankDataset, build_view_bank
 from videorep.train.trainer import TrainConfig, Trainer
 
-# name: (method overrides, lr, epochs over the bank)
+# name: (method overrides, lr, epochs over the bank); epochs 0 = the head as initialised
 RECIPES = {
     "paper (trunc-normal init, blr 1e-4)": ({}, None, 30),
     "paper init, lr 1e-3": ({}, 1e-3, 30),
+    "identity init, untrained": ({"head_init": "identity"}, 1e-4, 0),
     "identity init, lr 1e-4": ({"head_init": "identity"}, 1e-4, 30),
+    "identity init, lr 3e-5": ({"head_init": "identity"}, 3e-5, 30),
     "identity init, lr 1e-3": ({"head_init": "identity"}, 1e-3, 30),
-    "identity init, lr 1e-4, lambda 10": ({"head_init": "identity", "lambda_reg": 10.0}, 1e-4, 30),
+    "identity init, lr 1e-4, lambda 30": ({"head_init": "identity", "lambda_reg": 30.0}, 1e-4, 30),
+    "identity init, lr 1e-4, lambda 300": (
+        {"head_init": "identity", "lambda_reg": 300.0},
+        1e-4,
+        30,
+    ),
+    "identity init, lr 1e-4, 8 epochs": ({"head_init": "identity"}, 1e-4, 8),
     "identity init, lr 1e-3, no PEA": ({"head_init": "identity", "pea": False}, 1e-3, 30),
 }
 
@@ -52,6 +60,12 @@ def main() -> int:
     ap.add_argument("--size", default="476x854")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--only", nargs="*", default=None, help="recipe names to run")
+    ap.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep the encoder's DAVIS features here, so a re-run skips the encoder",
+    )
+    ap.add_argument("--skip-frozen", action="store_true", help="do not evaluate the frozen encoder")
     args = ap.parse_args()
     out = Path(args.out)
     encoder = load_encoder("dinov2_vits14_imgfocus")
@@ -73,7 +87,7 @@ def main() -> int:
     )
     dataset = ViewBankDataset(bank)
 
-    cached = CachingEncoder(encoder)
+    cached = CachingEncoder(encoder, args.cache_dir)
     prop = resolve_config("paper", "davis")
     size = parse_size(args.size)
     results = {}
@@ -94,7 +108,8 @@ def main() -> int:
             file=sys.stderr,
         )
 
-    evaluate("frozen encoder", None)
+    if not args.skip_frozen:
+        evaluate("frozen encoder", None)
     for label, (overrides, lr, epochs) in RECIPES.items():
         if args.only and label not in args.only:
             continue
@@ -109,21 +124,29 @@ def main() -> int:
             save_every=10_000,
         )
         t = time.perf_counter()
-        hist = Trainer(
-            method, dataset, tcfg, run_config={"method_config": method.export_config()}
-        ).fit()
+        train = None
+        if epochs > 0:
+            hist = Trainer(
+                method, dataset, tcfg, run_config={"method_config": method.export_config()}
+            ).fit()
+            train = {
+                "steps": len(hist),
+                "seconds": round(time.perf_counter() - t, 1),
+                "lr": lr,
+                **{
+                    k: [hist[0][k], sum(h[k] for h in hist[-10:]) / len(hist[-10:])]
+                    for k in ("loss", "cycle_loss", "reg_loss", "cycle_acc")
+                },
+            }
         method.head.eval()
-        results.setdefault(label, {})
-        train = {
-            "steps": len(hist),
-            "seconds": round(time.perf_counter() - t, 1),
-            "loss": [hist[0]["loss"], hist[-1]["loss"]],
-            "cycle_acc": [hist[0]["cycle_acc"], hist[-1]["cycle_acc"]],
-        }
         with torch.no_grad():
             evaluate(label, method.head)
-        results[label]["train"] = train
-    seqs = list(results["frozen encoder"]["per_sequence"])
+        if train:
+            results[label]["train"] = train
+    previous = out / "sweep.json"
+    if previous.is_file():  # a re-run with --only adds to the earlier table
+        results = {**json.loads(previous.read_text()), **results}
+    seqs = list(next(iter(results.values()))["per_sequence"])
     print(
         f"\n{'recipe':<40} " + " ".join(f"{s[:12]:>12}" for s in seqs) + f" {'mean':>7} {'acc':>11}"
     )

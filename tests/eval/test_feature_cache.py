@@ -30,3 +30,20 @@ def test_repeated_inputs_hit_the_cache() -> None:
     enc(b)
     assert inner.calls == 2 and enc.hits == 1 and enc.misses == 2
     assert enc.grid(8, 12) == (2, 3) and enc.patch_size == 4
+
+
+def test_disk_cache_is_reused_by_a_new_wrapper_and_tied_to_its_encoder(tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from videorep.errors import VideorepError
+
+    inner = Counting()
+    a = torch.rand(1, 3, 8, 8)
+    first = CachingEncoder(inner, tmp_path)(a)
+    second = CachingEncoder(inner, tmp_path)
+    assert torch.equal(second(a), first)
+    assert inner.calls == 1 and second.hits == 1 and second.misses == 0
+    other = Counting()
+    other.name = "another"
+    with pytest.raises(VideorepError, match="made by encoder 'counting'"):
+        CachingEncoder(other, tmp_path)

@@ -3,6 +3,11 @@
 Handlers import torch and the models lazily. Propagation settings come from ``--preset``
 (``paper``: the Co-Settle evaluation, per task; ``dino``; ``crw``) and any of ``--topk --queue
 --radius --temperature`` override it.
+
+Sharding: launched with ``torchrun --standalone --nproc_per_node N -m videorep.cli eval ...`` the
+sequences (videos) are split across the N processes and rank 0 merges the results, which equal
+the single-process run's (see :mod:`videorep.eval.sharding`; pass ``--deterministic`` to both so
+that they use the same thread count). Only rank 0 prints and writes ``results.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,15 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         "--visualize",
         action="store_true",
         help="write overlay strips, an MP4 per sequence and index.html",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms(True) and a fixed thread count (--threads, "
+        "default 1), so that runs - sharded or not - give bit-identical results",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
 
 
@@ -100,7 +114,25 @@ def _config(args: argparse.Namespace, task: str):
 
 def _settings(args: argparse.Namespace) -> dict:
     keep = ("root", "backbone", "checkpoint", "projection", "size", "preset")
-    return {k: getattr(args, k) for k in keep}
+    out = {k: getattr(args, k) for k in keep}
+    if getattr(args, "deterministic", False):
+        out["deterministic"] = True
+        out["threads"] = args.threads or 1
+    return out
+
+
+def _setup_runtime(args: argparse.Namespace) -> None:
+    """Apply ``--deterministic`` / ``--threads`` before any model is built."""
+    import torch
+
+    if getattr(args, "deterministic", False):
+        from videorep.train.distributed import set_deterministic
+
+        set_deterministic(args.threads or 1)
+    elif getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            raise VideorepError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
 
 
 def _split_names(text: str | None) -> list[str] | None:
@@ -114,55 +146,67 @@ def _split_names(text: str | None) -> list[str] | None:
 
 def run_davis_command(args: argparse.Namespace) -> int:
     from videorep.eval.davis import run_davis
+    from videorep.eval.sharding import distributed_context
 
+    _setup_runtime(args)
     config = _config(args, "davis")
     extractor = build_extractor(args)
-    run_davis(
-        args.root,
-        args.year,
-        args.split,
-        extractor,
-        config,
-        args.out,
-        sequences=_split_names(args.sequences),
-        visualize=args.visualize,
-        settings=_settings(args),
-        max_frames=args.max_frames,
-    )
+    with distributed_context() as dist:
+        run_davis(
+            args.root,
+            args.year,
+            args.split,
+            extractor,
+            config,
+            args.out,
+            sequences=_split_names(args.sequences),
+            visualize=args.visualize,
+            settings=_settings(args),
+            max_frames=args.max_frames,
+            dist=dist,
+        )
     return 0
 
 
 def run_vip_command(args: argparse.Namespace) -> int:
+    from videorep.eval.sharding import distributed_context
     from videorep.eval.vip import run_vip
 
+    _setup_runtime(args)
     config = _config(args, "vip")
     extractor = build_extractor(args)
-    run_vip(
-        args.root,
-        extractor,
-        config,
-        args.out,
-        list_file=args.list,
-        videos=_split_names(args.videos),
-        visualize=args.visualize,
-        settings=_settings(args),
-    )
+    with distributed_context() as dist:
+        run_vip(
+            args.root,
+            extractor,
+            config,
+            args.out,
+            list_file=args.list,
+            videos=_split_names(args.videos),
+            visualize=args.visualize,
+            settings=_settings(args),
+            dist=dist,
+        )
     return 0
 
 
 def run_jhmdb_command(args: argparse.Namespace) -> int:
     from videorep.eval.jhmdb import run_jhmdb
+    from videorep.eval.sharding import distributed_context
 
+    _setup_runtime(args)
     config = _config(args, "jhmdb")
     extractor = build_extractor(args)
-    run_jhmdb(
-        args.root,
-        extractor,
-        config,
-        args.out,
-        list_file=args.list,
-        sigma=args.sigma,
-        visualize=args.visualize,
-        settings=_settings(args) | {"sigma": args.sigma},
-    )
+    with distributed_context() as dist:
+        run_jhmdb(
+            args.root,
+            extractor,
+            config,
+            args.out,
+            list_file=args.list,
+            sigma=args.sigma,
+            visualize=args.visualize,
+            settings=_settings(args) | {"sigma": args.sigma},
+            dist=dist,
+        )
     return 0

@@ -28,6 +28,7 @@ from videorep.eval.core import (
 )
 from videorep.eval.metrics import davis_summary, frame_scores, summarize_objects
 from videorep.eval.propagation import PropagationConfig
+from videorep.eval.sharding import DistContext, current_context, quiet, run_table
 
 
 def read_prediction(path: Path) -> np.ndarray:
@@ -153,13 +154,22 @@ def run_davis(
     settings: dict | None = None,
     max_frames: int | None = None,
     log: Callable[[str], None] = print,
+    dist: DistContext | None = None,
 ) -> dict:
     """Evaluate ``extractor`` on a DAVIS split; writes PNGs, ``results.json`` (and visuals).
 
-    Returns the ``results.json`` content: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, decays,
-    ``per_sequence`` (with per-object values) and ``settings``.
+    Sequences are split across the ranks of ``dist`` (default: the initialised
+    ``torch.distributed`` group, else a single process; see :mod:`videorep.eval.sharding`):
+    each rank writes its sequences' PNGs, rank 0 merges the per-sequence results in split order,
+    prints the table and writes ``results.json``. The single-process run is world size 1 of this.
+
+    Returns the ``results.json`` content (on every rank): ``J_mean``, ``F_mean``, ``JF_mean``,
+    recalls, decays, ``per_sequence`` (with per-object values), ``settings`` and ``timing``
+    (wall-clock seconds and rank per sequence, the only part that varies between runs).
     """
     out = Path(out)
+    dist = dist if dist is not None else current_context()
+    say = log if dist.is_main else quiet
     names = list_sequences(root, year, split, sequences)
     seqs = [load_sequence(root, name, year) for name in names]  # validate everything first
     if max_frames:
@@ -174,22 +184,26 @@ def run_davis(
         def factory(name: str):
             return SequenceVisualizer(out, name)
 
-    results = []
-    header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
-    log(header)
-    for seq in seqs:
-        res = evaluate_sequence(seq, extractor, extractor.grid, config, out, factory)
-        results.append(res)
+    def work(seq: DavisSequence) -> dict:
+        return evaluate_sequence(seq, extractor, extractor.grid, config, out, factory)
+
+    def row_text(res: dict) -> str:
         row = sequence_row(res)
-        if "J" in row:
-            log(
-                f"{seq.name:<24} {row['objects']:>3} {row['frames']:>6} {100 * row['J']:6.1f} "
-                f"{100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {res['seconds']:6.1f}"
+        secs = f"{res['seconds']:6.1f}" if res.get("seconds") is not None else f"{'':>6}"
+        if "J" not in row:
+            return (
+                f"{res['sequence']:<24} {'-':>3} {row['frames']:>6}  "
+                f"(first-frame annotation only: not scored)"
             )
-        else:
-            log(
-                f"{seq.name:<24} {'-':>3} {row['frames']:>6}  (first-frame annotation only: not scored)"
-            )
+        return (
+            f"{res['sequence']:<24} {row['objects']:>3} {row['frames']:>6} "
+            f"{100 * row['J']:6.1f} {100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {secs}"
+        )
+
+    header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
+    results, timing = run_table(
+        seqs, work, dist, log, header, row_text, names, costs=[len(s.frames) for s in seqs]
+    )
     summary = summarize(results)
     report = dict(summary)
     report["per_sequence"] = [
@@ -204,11 +218,14 @@ def run_davis(
         "input_size": list(extractor.input_size),
         "grid": list(extractor.grid),
     }
+    report["timing"] = timing
     if summary:
-        log(
+        say(
             f"{'mean over objects':<24} {'':>3} {'':>6} {100 * summary['J_mean']:6.1f} "
             f"{100 * summary['F_mean']:6.1f} {100 * summary['JF_mean']:6.1f}"
         )
+    if not dist.is_main:
+        return report
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=1))
     if visualize:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import torch
 
@@ -12,16 +14,33 @@ class CachingEncoder:
 
     Evaluating the frozen encoder and then one or more trained projections over the same frames
     (the demo's before/after table, a recipe sweep) pays the encoder once per frame. The key is a
-    hash of the input tensor's bytes; the cache holds CPU tensors ``[B, N, D]``.
+    hash of the input tensor's bytes plus its shape; the cache holds CPU tensors ``[B, N, D]``.
+
+    With ``directory`` the tokens are also written there (one ``.pt`` file per key, written
+    atomically) and read back by later processes, so a sweep can be re-run without re-encoding.
+    The directory is tied to one encoder: its name is recorded in ``encoder.txt`` and a cache
+    made by another encoder is refused.
     """
 
-    def __init__(self, encoder) -> None:  # noqa: ANN001
+    def __init__(self, encoder, directory: str | os.PathLike | None = None) -> None:  # noqa: ANN001
         self.encoder = encoder
         self.patch_size = encoder.patch_size
         self.embed_dim = encoder.embed_dim
         self.name = getattr(encoder, "name", "encoder")
         self.cache: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
+        self.directory = Path(directory) if directory is not None else None
+        if self.directory is not None:
+            from videorep.errors import VideorepError
+
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tag = self.directory / "encoder.txt"
+            if tag.is_file() and tag.read_text().strip() != self.name:
+                raise VideorepError(
+                    f"{self.directory}: feature cache was made by encoder "
+                    f"{tag.read_text().strip()!r}, not {self.name!r}; use another directory"
+                )
+            tag.write_text(self.name + "\n")
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return self.encoder.grid(height, width)
@@ -29,12 +48,22 @@ class CachingEncoder:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         data = images.detach().contiguous().cpu().numpy().tobytes()
-        key = hashlib.blake2b(data, digest_size=16).hexdigest() + str(tuple(images.shape))
+        shape = "x".join(str(s) for s in images.shape)
+        key = hashlib.blake2b(data, digest_size=16).hexdigest() + "_" + shape
         tokens = self.cache.get(key)
+        if tokens is None and self.directory is not None:
+            path = self.directory / f"{key}.pt"
+            if path.is_file():
+                tokens = torch.load(path, weights_only=True)
+                self.cache[key] = tokens
         if tokens is None:
             self.misses += 1
             tokens = self.encoder(images)
             self.cache[key] = tokens
+            if self.directory is not None:
+                tmp = self.directory / f".{key}.{os.getpid()}.tmp"
+                torch.save(tokens.detach().cpu(), tmp)
+                os.replace(tmp, self.directory / f"{key}.pt")
         else:
             self.hits += 1
         return tokens

@@ -23,6 +23,7 @@ from videorep.data.jhmdb import JhmdbVideo, list_videos, load_video
 from videorep.eval.core import propagate_frames
 from videorep.eval.metrics import pck, pck_distances
 from videorep.eval.propagation import PropagationConfig
+from videorep.eval.sharding import DistContext, current_context, quiet, run_table
 
 THRESHOLDS = (0.1, 0.2)
 
@@ -127,9 +128,17 @@ def run_jhmdb(
     visualize: bool = False,
     settings: dict | None = None,
     log: Callable[[str], None] = print,
+    dist: DistContext | None = None,
 ) -> dict:
-    """Evaluate on JHMDB; writes ``OUT/results.json`` (with predicted joints); returns the report."""
+    """Evaluate on JHMDB; writes ``OUT/results.json`` (with predicted joints); returns the report.
+
+    Videos are split across the ranks of ``dist`` (default: the initialised ``torch.distributed``
+    group, else one process); rank 0 merges the per-video errors in list order (PCK is computed
+    over their concatenation, as in a single process), prints the table and writes the report.
+    """
     out = Path(out)
+    dist = dist if dist is not None else current_context()
+    say = log if dist.is_main else quiet
     names = list_videos(root, list_file)
     vids = [load_video(root, n) for n in names]
     factory = None
@@ -139,15 +148,25 @@ def run_jhmdb(
         def factory(name: str):
             return SequenceVisualizer(out, name)
 
-    log(f"{'video':<32} {'frames':>6} {'PCK@.1':>7} {'PCK@.2':>7}")
-    results = []
-    for v in vids:
-        r = evaluate_video(v, extractor, extractor.grid, config, sigma, factory)
-        results.append(r)
-        log(f"{v.name:<32} {r['n_frames']:>6} {100 * r['PCK@0.1']:7.1f} {100 * r['PCK@0.2']:7.1f}")
+    def work(v: JhmdbVideo) -> dict:
+        return evaluate_video(v, extractor, extractor.grid, config, sigma, factory)
+
+    def row_text(r: dict) -> str:
+        return f"{r['sequence']:<32} {r['n_frames']:>6} {100 * r['PCK@0.1']:7.1f} {100 * r['PCK@0.2']:7.1f}"
+
+    results, timing = run_table(
+        vids,
+        work,
+        dist,
+        log,
+        f"{'video':<32} {'frames':>6} {'PCK@.1':>7} {'PCK@.2':>7}",
+        row_text,
+        names,
+        costs=[len(v.frames) for v in vids],
+    )
     summary = summarize(results)
     if summary:
-        log(f"{'all':<32} {'':>6} {100 * summary['PCK@0.1']:7.1f} {100 * summary['PCK@0.2']:7.1f}")
+        say(f"{'all':<32} {'':>6} {100 * summary['PCK@0.1']:7.1f} {100 * summary['PCK@0.2']:7.1f}")
     report = dict(summary)
     report["per_sequence"] = [{k: v for k, v in r.items() if k != "vis"} for r in results]
     report["settings"] = dict(settings or {}) | {
@@ -158,6 +177,9 @@ def run_jhmdb(
         "sigma": sigma,
         "pck_normalisation": "0.6 * diagonal of the ground-truth joints' bounding box (CRW/UVC)",
     }
+    report["timing"] = timing
+    if not dist.is_main:
+        return report
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=1))
     if visualize:

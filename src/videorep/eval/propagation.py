@@ -16,9 +16,10 @@ soft labels):
 The neighbourhood is never materialised as a dense ``(hw)^2`` mask: the target grid (transposed
 so that its longer side runs along the rows) is cut into bands of full-width rows, and each band
 is compared only with the source rows its window can reach (``[y0 - r, y1 + r)``, a contiguous
-slice of the context buffer, so no copy). Pairs outside the window get a ``-inf`` bias built from
-coordinate vectors and cached per band: ``hw * region`` floats in all, never ``(hw)^2`` when
-``r`` is small against the grid. Working memory per band is ``n_context * band * region``,
+slice of the context buffer, so no copy). Pairs outside the window are set to ``-inf`` through a
+boolean mask built from coordinate vectors and cached per band: ``hw * region`` bytes in all,
+never ``(hw)^2`` when ``r`` is small against the grid. Working memory is one affinity workspace of
+``(1 + queue) * band * region`` floats, allocated once and reused by every band of every frame,
 independent of the video length. Context features live in one preallocated ring buffer
 ``[1 + queue, h, w, D]`` (frame 0 in slot 0): each frame's features are computed once by the
 caller, normalised once here, and reused for the next ``queue`` frames.
@@ -126,6 +127,7 @@ class LabelPropagator:
         self._feats_t: torch.Tensor | None = None  # [1 + queue, w, h, D] (kept when w > h)
         self._labels: torch.Tensor | None = None  # [1 + queue, h * w, C]
         self._count = 0  # number of valid slots
+        self._work: torch.Tensor | None = None  # flat float32 affinity workspace, reused per band
         self._next = 1  # next queue slot to overwrite
 
     @property
@@ -154,6 +156,7 @@ class LabelPropagator:
             self._feats = feat0.new_empty((slots, h, w, d), dtype=torch.float32)
         self._labels = feat0.new_empty((slots, h * w, c), dtype=torch.float32)
         self._geometry = {}
+        self._work = None
         self._feats[0] = F.normalize(feat0.float(), dim=-1)
         self._labels[0] = label0.float().reshape(c, h * w).t()
         self._count = 1
@@ -191,8 +194,8 @@ class LabelPropagator:
         Works on the grid transposed so that its longer side runs along the rows of the
         buffer (both windows are symmetric in x and y). Target bands of ``band`` full-width rows
         are compared with the source rows ``[y0 - r, y1 + r)`` of every context frame: a contiguous
-        slice of the buffer, so no copy. Out-of-window pairs get a ``-inf`` bias, cached per band
-        (``hw * region`` floats in all, never ``(hw)^2``).
+        slice of the buffer, so no copy. Out-of-window pairs are filled with ``-inf`` through a
+        boolean mask cached per band (``hw * region`` bytes in all, never ``(hw)^2``).
         """
         cfg = self.config
         n = self._count
@@ -208,17 +211,19 @@ class LabelPropagator:
         band = self.band or _band_rows(rows, cols, r)
         out = feat.new_empty((h * w, labels.shape[1]))
         frame_offset = (torch.arange(n) * (h * w)).view(n, 1, 1)
+        full = self._feats.shape[0] * band * cols * min(rows, band + 2 * r) * cols
         for y0 in range(0, rows, band):
             y1 = min(rows, y0 + band)
             ry0, ry1 = max(0, y0 - r), min(rows, y1 + r)
-            bias, src_pos, tgt_pos = self._band_geometry(
+            outside, src_pos, tgt_pos = self._band_geometry(
                 rows, cols, y0, y1, ry0, ry1, r, transposed
             )
             tgt = feat[y0:y1].reshape(-1, d)  # [T, D]
             src = feats[:, ry0:ry1].reshape(n, -1, d)  # [n, R, D], a view
-            aff = torch.matmul(tgt, src.transpose(1, 2))  # [n, T, R]
-            if bias is not None:
-                aff.add_(bias)
+            aff = self._workspace(n * tgt.shape[0] * src.shape[1], full).view(n, tgt.shape[0], -1)
+            torch.bmm(tgt.expand(n, -1, -1), src.transpose(1, 2), out=aff)  # [n, T, R]
+            if outside is not None:
+                aff.masked_fill_(outside, float("-inf"))
             k = min(cfg.topk, aff.shape[-1])
             vals, idx = aff.topk(k, dim=-1)  # [n, T, k]
             flat = src_pos[idx] + frame_offset  # [n, T, k] index into [n*h*w]
@@ -232,10 +237,24 @@ class LabelPropagator:
             out[tgt_pos] = torch.einsum("tk,tkc->tc", weights, labels[flat])
         return out
 
+    def _workspace(self, size: int, full: int) -> torch.Tensor:
+        """A flat float32 buffer of at least ``size`` elements, kept across bands and frames.
+
+        Allocated once at ``full`` elements (the largest band with a full queue) when first
+        needed. Every band's affinity ``[n, T, R]`` is written into it (``bmm(out=)``) instead of a fresh
+        tensor of a slightly different size per band: one ``n * T * R`` block (17 MB for the
+        paper settings at 476x882) lives for the whole video, and the allocator cannot pile up
+        freed blocks of assorted sizes (glibc keeps such blocks, which once doubled the engine's
+        working memory).
+        """
+        if self._work is None or self._work.numel() < size:
+            self._work = self._feats.new_empty(max(size, full))
+        return self._work[:size]
+
     def _band_geometry(
         self, rows: int, cols: int, y0: int, y1: int, ry0: int, ry1: int, r: int, transposed: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Cached ``(bias [T, R] or None, source flat positions [R], target flat positions [T])``.
+        """Cached ``(outside [T, R] bool or None, source flat positions [R], target positions [T])``.
 
         Flat positions index the untransposed ``h * w`` grid.
         """
@@ -253,9 +272,7 @@ class LabelPropagator:
         else:
             valid = (dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2) < r * r
         valid = valid.reshape(len(ty) * cols, len(sy) * cols)
-        bias = None
-        if not bool(valid.all()):
-            bias = torch.zeros(valid.shape).masked_fill_(~valid, float("-inf"))
+        outside = None if bool(valid.all()) else ~valid  # 1 byte per pair, broadcast over frames
 
         def flat(yy: torch.Tensor) -> torch.Tensor:
             grid_y = yy[:, None].expand(-1, cols)
@@ -264,7 +281,7 @@ class LabelPropagator:
                 return (grid_x * rows + grid_y).reshape(-1)
             return (grid_y * cols + grid_x).reshape(-1)
 
-        hit = (bias, flat(sy), flat(ty))
+        hit = (outside, flat(sy), flat(ty))
         self._geometry[key] = hit
         return hit
 

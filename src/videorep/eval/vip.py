@@ -21,6 +21,7 @@ from videorep.data.vip import N_CLASSES, VipVideo, list_videos, load_video, read
 from videorep.eval.core import index_to_soft, propagate_frames, soft_to_index, write_indexed_png
 from videorep.eval.metrics import confusion_matrix, iou_per_class, mean_iou
 from videorep.eval.propagation import PropagationConfig
+from videorep.eval.sharding import DistContext, current_context, quiet, run_table
 
 
 def evaluate_video(
@@ -92,9 +93,18 @@ def run_vip(
     visualize: bool = False,
     settings: dict | None = None,
     log: Callable[[str], None] = print,
+    dist: DistContext | None = None,
 ) -> dict:
-    """Evaluate on VIP; writes PNGs and ``OUT/results.json``; returns the report."""
+    """Evaluate on VIP; writes PNGs and ``OUT/results.json``; returns the report.
+
+    Videos are split across the ranks of ``dist`` (default: the initialised ``torch.distributed``
+    group, else one process); rank 0 merges the per-video results in list order - the dataset
+    mIoU comes from the sum of the per-video confusion matrices, so it is the same however the
+    videos were split - prints the table and writes ``results.json``.
+    """
     out = Path(out)
+    dist = dist if dist is not None else current_context()
+    say = log if dist.is_main else quiet
     names = list_videos(root, list_file)
     if videos:
         names = [n for n in names if n in videos]
@@ -106,15 +116,27 @@ def run_vip(
         def factory(name: str):
             return SequenceVisualizer(out, name)
 
-    log(f"{'video':<24} {'frames':>6} {'scored':>6} {'mIoU':>6}")
-    results = []
-    for v in vids:
-        r = evaluate_video(v, extractor, extractor.grid, config, out, visualizer_factory=factory)
-        results.append(r)
-        log(f"{v.name:<24} {r['n_frames']:>6} {r['scored_frames']:>6} {100 * r['mIoU']:6.1f}")
+    def work(v: VipVideo) -> dict:
+        return evaluate_video(v, extractor, extractor.grid, config, out, visualizer_factory=factory)
+
+    def row_text(r: dict) -> str:
+        return (
+            f"{r['sequence']:<24} {r['n_frames']:>6} {r['scored_frames']:>6} {100 * r['mIoU']:6.1f}"
+        )
+
+    results, timing = run_table(
+        vids,
+        work,
+        dist,
+        log,
+        f"{'video':<24} {'frames':>6} {'scored':>6} {'mIoU':>6}",
+        row_text,
+        names,
+        costs=[len(v.frames) for v in vids],
+    )
     summary = summarize(results)
     if summary:
-        log(f"{'all (summed confusion)':<24} {'':>6} {'':>6} {100 * summary['mIoU']:6.1f}")
+        say(f"{'all (summed confusion)':<24} {'':>6} {'':>6} {100 * summary['mIoU']:6.1f}")
     report = dict(summary)
     report["per_sequence"] = [{k: v for k, v in r.items() if k != "vis"} for r in results]
     report["settings"] = dict(settings or {}) | {
@@ -123,6 +145,9 @@ def run_vip(
         "input_size": list(extractor.input_size),
         "grid": list(extractor.grid),
     }
+    report["timing"] = timing
+    if not dist.is_main:
+        return report
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=1))
     if visualize:
