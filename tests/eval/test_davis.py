@@ -275,3 +275,21 @@ def test_cli_parses_eval_commands():
     assert args.size == "320x320" and commands._config(args, "jhmdb").topk == 7
     args = parser.parse_args(["eval", "vip", "--root", "R", "--out", "O"])
     assert commands._config(args, "vip").topk == 10
+
+
+def test_encoder_dtype_flag_puts_the_encoder_under_bf16_autocast() -> None:
+    import argparse
+
+    import torch
+
+    from videorep.eval import commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command"))
+    base = ["eval", "davis", "--root", "R", "--out", "O", "--backbone", "random_vit_tiny16"]
+    fp32 = commands.build_extractor(parser.parse_args(base))
+    args = parser.parse_args([*base, "--encoder-dtype", "bf16", "--size", "64x64"])
+    bf16 = commands.build_extractor(args)
+    assert fp32.encoder.autocast_dtype is None
+    assert bf16.encoder.autocast_dtype == torch.bfloat16
+    assert commands._settings(args)["encoder_dtype"] == "bf16"

@@ -187,6 +187,7 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
             "projection": None,
             "size": args.size,
             "preset": "paper",
+            "encoder_dtype": "fp32",
             "deterministic": True,
             "threads": 1,
         }

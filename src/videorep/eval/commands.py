@@ -36,6 +36,12 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         help=f"input HxW before snapping each side to the nearest multiple of the "
         f"patch size (default {size})",
     )
+    p.add_argument(
+        "--encoder-dtype",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: run the encoder under CPU/GPU bfloat16 autocast (propagation stays fp32)",
+    )
     p.add_argument("--preset", default="paper", choices=["paper", "dino", "crw"])
     p.add_argument("--topk", type=int, default=None)
     p.add_argument("--queue", type=int, default=None)
@@ -90,6 +96,10 @@ def build_extractor(args: argparse.Namespace):
     from videorep.eval.core import FeatureExtractor
 
     encoder = load_encoder(args.backbone, args.checkpoint)
+    if getattr(args, "encoder_dtype", "fp32") == "bf16":
+        import torch
+
+        encoder.autocast_dtype = torch.bfloat16
     projection = None
     if args.projection:
         from videorep.methods.cosettle.heads import load_projection
@@ -113,7 +123,7 @@ def _config(args: argparse.Namespace, task: str):
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    keep = ("root", "backbone", "checkpoint", "projection", "size", "preset")
+    keep = ("root", "backbone", "checkpoint", "projection", "size", "preset", "encoder_dtype")
     out = {k: getattr(args, k) for k in keep}
     if getattr(args, "deterministic", False):
         out["deterministic"] = True

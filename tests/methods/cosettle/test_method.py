@@ -34,6 +34,19 @@ def test_pea_changes_only_the_third_view(encoder) -> None:
     assert torch.equal(z_off[:, 2], z_off[:, 0])
 
 
+def test_bank_tokens_without_pea_walk_back_to_the_first_frame(encoder) -> None:
+    """A bank holds PEA views; a --no-pea run on it must use z_1 itself as the third view."""
+    on = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16"), seed=0)
+    z, grid = on.encode(frames())
+    off = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16", pea=False), seed=0)
+    off.head.load_state_dict(on.head.state_dict())
+    batch = {"tokens": z, "grid": torch.tensor(grid)}
+    expected = off.losses(torch.cat([z[:, :2], z[:, :1]], dim=1), grid)
+    got = off.training_step(batch)
+    assert got["loss"].item() == pytest.approx(expected["loss"].item(), rel=1e-6)
+    assert got["loss"].item() != pytest.approx(on.training_step(batch)["loss"].item(), rel=1e-4)
+
+
 def test_pea_is_seeded_by_step(encoder) -> None:
     x = frames()
     method = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16"))

@@ -145,9 +145,11 @@ class CoSettle(Method):
         return {"loss": loss, "cycle_loss": l_cyc, "reg_loss": l_reg, "cycle_acc": acc}
 
     def training_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        if "tokens" in batch:
+        if "tokens" in batch:  # precomputed (view bank): [B, T + 1, N, D]
             z = batch["tokens"].float()
             grid = tuple(int(g) for g in torch.as_tensor(batch["grid"]).reshape(-1, 2)[0])
+            if not self.config.pea:  # without PEA the walk returns to z_1 itself (see encode)
+                z = torch.cat([z[:, :-1], z[:, :1]], dim=1)
         else:
             z, grid = self.encode(batch["frames"])
         return self.losses(z, grid)
