@@ -3,10 +3,15 @@
 Reference (as early public scripts did it): for every target frame, re-encode every context frame
 (first frame + queue), compute the dense affinity target x all context patches, multiply
 ``exp(aff / T)`` by a dense ``[n_ctx, hw, hw]`` neighbourhood mask built once per video with
-Python loops, keep values >= the k-th largest per target, renormalise, and multiply the dense
-label matrix. The engine (``videorep.eval.propagation``) computes each frame's features once, keeps
-them in a ``(1 + queue) x h x w x D`` ring buffer and compares bands of target patches only with
-the rows their window reaches.
+Python loops, then apply the engine's top-k selection rule (module docstring of
+``videorep.eval.propagation``: affinity quantised to 2**-20, ties to the earlier context frame,
+then the lower ``y * w + x``) on that dense matrix its own way (``reference_rule``: candidates
+near each target's k-th largest value, float64 affinities in numpy, ``np.lexsort`` of the key)
+and sum the kept labels with softmax weights. The engine computes each frame's features once,
+keeps them in a ``(1 + queue) x h x w x D`` ring buffer and compares bands of target patches only
+with the rows their window reaches. Both normalise features with ``normalize_features`` (part of
+the rule: the encoder's ``[h, w, D]`` output is a strided view, and ``F.normalize`` rounds it
+differently from a contiguous copy).
 
 Setup (the issue's): a 480x880 input (snapped to the patch grid: 476x882, grid 34x63), paper
 defaults (top-k 7, queue 20, radius 20, T 0.1), at least 24 frames so that the queue of 20 fills.
@@ -19,7 +24,8 @@ same frames and encoder and runs one forward: peak memory is each process's VmHW
 reported absolute and above the baseline's. Throughput excludes the one encoder forward per
 target frame that both need; the reference's re-encoding of context frames is counted (columns
 ``re-enc s``), and ratios without it (propagation only) and without the reference's one-off loop
-mask build are printed too. The output masks (full-resolution index maps) must be identical.
+mask build are printed too. The output masks (full-resolution index maps) must be identical;
+with the selection rule the soft labels are bit-identical too.
 
     .venv/bin/python benchmarks/propagation.py [--frames 30] [--threads 1] [--encoder standin]
 """
@@ -27,6 +33,7 @@ mask build are printed too. The output masks (full-resolution index maps) must b
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -184,11 +191,52 @@ def restrict_neighborhood_loops(h: int, w: int, r: int):
     return mask.reshape(h * w, h * w)
 
 
+def reference_rule(aff, tgt, src, segs, cfg):
+    """The engine's top-k rule (``videorep.eval.propagation``), from the dense matrix.
+
+    ``aff [n*hw_src, hw_tgt]`` holds ``exp(affinity / T)`` of the float32 matmul, 0 outside the
+    window; its rows run over the context frames chronologically, then ``y * w + x``, so a row
+    index orders candidates exactly as the rule's tie-break does. Candidates within twice the
+    engine's margin of each target's k-th largest float32 affinity (a superset of the rule's
+    top-k), their affinities recomputed in float64 (numpy), the rule's key sorted with
+    ``np.lexsort``; weights softmax(a / T) of the kept ones, labels summed in float64.
+    """
+    import numpy as np
+    import torch
+
+    from videorep.eval.propagation import AFFINITY_QUANTUM_BITS
+
+    k = cfg.topk
+    d = src.shape[1]
+    gamma = d * 2.0**-24 / (1 - d * 2.0**-24)  # float32 dot product error bound, unit vectors
+    slack = math.exp(-2 * (2.0**-AFFINITY_QUANTUM_BITS + 2 * gamma) / cfg.temperature)
+    kth = torch.topk(aff, dim=0, k=k).values[-1]  # [hw_tgt]
+    src_i, tgt_i = ((aff >= kth * slack) & (aff > 0)).nonzero(as_tuple=True)
+    src_i, tgt_i = src_i.numpy(), tgt_i.numpy()
+    src64, tgt64 = src.double().numpy(), tgt.double().numpy()
+    a = np.concatenate(
+        [
+            np.einsum("pd,pd->p", tgt64[tgt_i[s : s + 4096]], src64[src_i[s : s + 4096]])
+            for s in range(0, len(src_i), 4096)
+        ]
+    )
+    q = np.floor(a * 2.0**AFFINITY_QUANTUM_BITS)
+    order = np.lexsort((src_i, -q, tgt_i))  # target, then quantised affinity desc, then row
+    t_sorted = tgt_i[order]
+    rank = np.arange(len(order)) - np.searchsorted(t_sorted, t_sorted, side="left")
+    keep = order[rank < k]
+    hw = aff.shape[1]
+    assert len(keep) == hw * k, "every target has at least k candidates in its window"
+    sel_a = torch.from_numpy(a[keep].reshape(hw, k))
+    sel_src = torch.from_numpy(src_i[keep].reshape(hw, k))
+    weights = torch.softmax(sel_a / cfg.temperature, dim=1)
+    return torch.einsum("tk,tkc->tc", weights, segs[sel_src].double()).float()
+
+
 def run_reference(args, q) -> None:
     import torch
-    import torch.nn.functional as F
 
-    from videorep.eval.propagation import resolve_config
+    from videorep.eval.propagation import normalize_features, resolve_config
 
     ex, frames, label0 = load_setup(args)
     cfg = resolve_config("paper", "davis")
@@ -209,21 +257,21 @@ def run_reference(args, q) -> None:
         t2 = time.perf_counter()
         extra_enc += t2 - t1
         n = len(ctx_ids)
-        src = F.normalize(torch.stack(ctx_feats), dim=-1).transpose(1, 2)  # [n, D, hw]
-        tgt = F.normalize(feat_t, dim=-1).unsqueeze(0).repeat(n, 1, 1)  # [n, hw, D]
-        aff = torch.exp(torch.bmm(tgt, src) / cfg.temperature)  # [n, hw_tgt, hw_src]
+        src = normalize_features(torch.stack(ctx_feats))  # [n, hw, D], context chronological
+        tgt = normalize_features(feat_t)  # [hw, D]
+        aff = torch.exp(
+            torch.bmm(tgt.unsqueeze(0).repeat(n, 1, 1), src.transpose(1, 2)) / cfg.temperature
+        )  # [n, hw_tgt, hw_src]
         aff = aff * mask.unsqueeze(0).repeat(n, 1, 1)
         aff = aff.transpose(2, 1).reshape(-1, h * w)  # [n*hw_src, hw_tgt]
-        kth = torch.topk(aff, dim=0, k=cfg.topk).values.min(dim=0).values
-        aff[aff < kth] = 0
-        aff = aff / aff.sum(dim=0, keepdim=True)
         segs = torch.stack([seg_hist[i] for i in ctx_ids])  # [n, C, h, w]
-        segs = segs.reshape(n, segs.shape[1], -1).transpose(2, 1).reshape(-1, segs.shape[1]).T
-        pred = (segs @ aff).reshape(-1, h, w)
+        segs = segs.reshape(n, segs.shape[1], -1).transpose(2, 1).reshape(-1, segs.shape[1])
+        pred = reference_rule(aff, tgt, src.reshape(n * h * w, -1), segs, cfg)  # [hw, C]
+        pred = pred.T.reshape(-1, h, w)
         seg_hist.append(pred)
         prop_time += time.perf_counter() - t2
         softs.append(pred)
-        del src, tgt, aff, kth, ctx_feats
+        del src, tgt, aff, ctx_feats
     peak = peak_rss_mb()
     q.put(
         {
@@ -321,9 +369,10 @@ def report_masks(e: dict, r: dict, n: int) -> int:
     """Compare the two methods' outputs; 0 only if every output mask is identical.
 
     Where they differ, the printout says how: the first propagated frame (no predicted labels in
-    the context yet) shows the pure rounding difference of the two summation orders; later
-    frames can differ more where the k-th and (k+1)-th candidates' affinities tie to within that
-    rounding, so the two methods keep different sources, and the queue carries it forward.
+    the context yet) shows differences that do not come from the queue; later frames can differ
+    more once a different choice of sources is carried forward by the queue. Both methods follow
+    the same exact selection rule and sum in float64, so the soft labels are expected to be
+    bit-identical.
     """
     import numpy as np
 
@@ -339,7 +388,7 @@ def report_masks(e: dict, r: dict, n: int) -> int:
     )
     print(
         f"  soft labels: max |difference| {float(soft_gap[0].max()):.1e} on the first propagated "
-        f"frame (rounding), {float(soft_gap.max()):.1e} over all frames; cells differing by "
+        f"frame, {float(soft_gap.max()):.1e} over all frames; cells differing by "
         f"> 1e-4: {int((soft_gap.max(axis=1) > 1e-4).sum())} of {e['cells'].size}"
     )
     return 0 if same else 1

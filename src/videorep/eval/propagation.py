@@ -9,9 +9,48 @@ soft labels):
 * only source patches inside a spatial neighbourhood of the target patch are candidates
   (``window="square"``: ``|dy| <= r`` and ``|dx| <= r``, as DINO's script; ``window="disk"``:
   ``dy^2 + dx^2 < r^2``, as CRW's; ``radius <= 0`` disables the restriction);
-* the ``topk`` best candidates over *all* context frames are kept, weighted by
-  ``exp(aff / temperature)`` renormalised over the kept ones (a softmax over the top-k);
+* the ``topk`` best candidates over *all* context frames are kept (the selection rule below),
+  weighted by ``exp(aff / temperature)`` renormalised over the kept ones (a softmax over the
+  top-k);
 * prediction = weighted sum of the kept sources' labels.
+
+Selection rule (exact; it depends neither on rounding noise nor on memory layout). Let ``x`` be
+the target patch's and ``y`` a candidate source's feature, each L2-normalised by
+``normalize_features`` (norm in float64 over a contiguous copy, quotient rounded to float32: the
+same bits whatever the caller's memory layout, unlike ``F.normalize`` on a strided tensor), and
+``a = <x, y>`` their affinity *as a real number* (evaluated in float64 from the float32 vectors:
+error <= 1e-13). A candidate is a source patch inside the window of the target in one of the
+``n`` context frames; it is ranked by the key
+
+    ( floor(a * 2**20)  descending,      # affinity to a quantum of 2**-20 (AFFINITY_QUANTUM)
+      frame             ascending,       # chronological: frame 0, then the queue oldest first
+      y_s * w + x_s     ascending )      # the source's flat index in the (untransposed) frame
+
+and the ``topk`` first candidates are kept (all of them if there are fewer). Affinities within the
+same quantum count as equal, and such ties (e.g. identical features of saturated patches) go to
+the earlier frame, then to the lower flat index; the key is a total order, so the kept set and its
+order are unique. The weights are ``softmax(a / temperature)`` over the kept candidates with the
+*unquantised* float64 affinities, the weighted sum of their labels is taken in float64 and the
+prediction rounded to float32. Only an affinity within 1e-13 of a multiple of ``2**-20`` could
+be quantised differently by another float64 evaluation order (a chance of about 2e-7 for a
+candidate at the cut).
+
+How the engine finds the rule's top-k cheaply: the float32 affinities of the band matmul are exact
+to ``e = gamma_D`` (``D * 2**-24 / (1 - D * 2**-24)``, Higham's bound for a dot product of unit
+vectors in any summation order; 2.3e-5 for D 384). Every member of the rule's top-k has
+``a > a_k - 2**-20`` (``a_k`` the k-th largest affinity: the k best affinities all have a
+quantised key ``>= floor(a_k * 2**20)``), hence a float32 affinity ``> f_k - 2**-20 - 2e`` (``f_k``
+the k-th largest float32 one): ``selection_margin``. So, per band, the engine takes each context
+frame's ``topk + SPARE`` best float32 candidates (ordinary ``topk``), finds ``f_k`` among them
+(the global k-th largest float32 value is always among the per-frame top-k), and applies the rule
+exactly (float64 affinity, integer key) to the candidates at or above ``f_k - margin``. If a
+frame's ``(topk + SPARE)``-th candidate is itself above that threshold (near-duplicate patches,
+e.g. saturated sky), that target's top-k is instead taken exactly over its whole window (float64
+affinities with every source, per frame then across frames; a video of identical frames costs
+about 10x the usual time per frame). The kept set therefore always contains the rule's top-k, and the
+rule is a total order, so this two-stage search (per context frame, then across frames) gives
+exactly the global rule's selection, independent of ``SPARE``, of the band size and of the
+transposition (tested against a dense oracle with exact ties).
 
 The neighbourhood is never materialised as a dense ``(hw)^2`` mask: the target grid (transposed
 so that its longer side runs along the rows) is cut into bands of full-width rows, and each band
@@ -27,15 +66,67 @@ caller, normalised once here, and reused for the next ``queue`` frames.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from videorep.errors import VideorepError
 
 WINDOWS = ("square", "disk")
+
+AFFINITY_QUANTUM_BITS = 20
+AFFINITY_QUANTUM = 2.0**-AFFINITY_QUANTUM_BITS  # affinities closer than this rank as equal
+SPARE = 2  # float32 candidates kept per context frame beyond ``topk`` before the exact rule
+_PAIR_CHUNK = 256  # candidate pairs per float64 affinity evaluation (reused buffers)
+_NORM_CHUNK = 256  # feature rows per float64 normalisation
+_UNIT_ROUNDOFF = {"highest": 2.0**-24, "high": 2.0**-11, "medium": 2.0**-8}
+
+
+def selection_margin(dim: int) -> float:
+    """How far below the k-th largest float32 affinity a source of the rule's top-k can rank.
+
+    ``2**-20 + 2 gamma_D``: the quantum plus twice the worst-case error of a float32 dot product
+    of two unit vectors of length ``dim`` (any summation order; the roundoff of the current
+    ``torch.get_float32_matmul_precision()``), slightly inflated for the norms' own rounding.
+    """
+    u = _UNIT_ROUNDOFF.get(torch.get_float32_matmul_precision(), 2.0**-8)
+    nu = (dim + 2) * u
+    if nu >= 0.5:
+        return math.inf
+    return AFFINITY_QUANTUM + 2.0 * 1.01 * nu / (1.0 - nu) + 1e-12
+
+
+def normalize_features(feat: torch.Tensor) -> torch.Tensor:
+    """``feat [..., D]`` L2-normalised along ``D`` as float32, the same bits for any memory layout.
+
+    The norm is taken in float64 over a contiguous copy and the quotient rounded once to float32
+    (``F.normalize`` on a strided tensor, e.g. an encoder's ``[h, w, D]`` view of a channel-first
+    map, rounds differently from the same values stored contiguously).
+    """
+    rows = feat.reshape(-1, feat.shape[-1])  # a copy only if the layout needs one
+    out = torch.empty(rows.shape, dtype=torch.float32, device=feat.device)
+    for s in range(0, rows.shape[0], _NORM_CHUNK):  # bounded float64 temporaries
+        x = rows[s : s + _NORM_CHUNK].to(torch.float64).contiguous()
+        out[s : s + _NORM_CHUNK] = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return out.reshape(feat.shape)
+
+
+def selection_key(affinity: torch.Tensor, position: torch.Tensor, span: int) -> torch.Tensor:
+    """Integer keys of the selection rule (larger = kept first); ``-inf`` affinity -> minimum.
+
+    ``position`` = chronological frame rank * h * w + flat source index (``< span``).
+    """
+    q = torch.floor(affinity * 2.0**AFFINITY_QUANTUM_BITS)
+    key = q.clamp(-(2.0**21), 2.0**21).long() * span + (span - 1 - position)
+    return key.masked_fill(affinity == float("-inf"), torch.iinfo(torch.int64).min)
+
+
+def _round_down_f32(x: torch.Tensor) -> torch.Tensor:
+    """The largest float32 values ``<= x`` (float64)."""
+    y = x.float()
+    return torch.where(y.double() > x, torch.nextafter(y, y.new_tensor(float("-inf"))), y)
 
 
 @dataclass(frozen=True)
@@ -129,6 +220,8 @@ class LabelPropagator:
         self._count = 0  # number of valid slots
         self._work: torch.Tensor | None = None  # flat float32 affinity workspace, reused per band
         self._next = 1  # next queue slot to overwrite
+        self._pair_bufs: tuple[torch.Tensor, ...] | None = None  # see _exact_affinities
+        self._frame_buf: torch.Tensor | None = None  # see _window_topk
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -157,7 +250,9 @@ class LabelPropagator:
         self._labels = feat0.new_empty((slots, h * w, c), dtype=torch.float32)
         self._geometry = {}
         self._work = None
-        self._feats[0] = F.normalize(feat0.float(), dim=-1)
+        self._pair_bufs = None
+        self._frame_buf = None
+        self._feats[0] = normalize_features(feat0)
         self._labels[0] = label0.float().reshape(c, h * w).t()
         self._count = 1
         self._next = 1
@@ -173,7 +268,7 @@ class LabelPropagator:
 
     def predict(self, feat: torch.Tensor) -> torch.Tensor:
         """Labels ``[C, h, w]`` of a frame with features ``[h, w, D]``, without updating the queue."""
-        return self._predict(F.normalize(feat.float(), dim=-1)).t().reshape(-1, *self.grid)
+        return self._predict(normalize_features(feat)).t().reshape(-1, *self.grid)
 
     def step(self, feat: torch.Tensor) -> torch.Tensor:
         """Predict the labels ``[C, h, w]`` of the next frame and push it onto the queue."""
@@ -182,7 +277,7 @@ class LabelPropagator:
         h, w = self.grid
         if tuple(feat.shape) != tuple(self._feats.shape[1:]):
             raise ValueError(f"features {tuple(feat.shape)} != {tuple(self._feats.shape[1:])}")
-        feat = F.normalize(feat.float(), dim=-1)
+        feat = normalize_features(feat)
         pred = self._predict(feat)  # [h*w, C]
         self._push(feat, pred)
         return pred.t().reshape(-1, h, w)
@@ -195,13 +290,16 @@ class LabelPropagator:
         buffer (both windows are symmetric in x and y). Target bands of ``band`` full-width rows
         are compared with the source rows ``[y0 - r, y1 + r)`` of every context frame: a contiguous
         slice of the buffer, so no copy. Out-of-window pairs are filled with ``-inf`` through a
-        boolean mask cached per band (``hw * region`` bytes in all, never ``(hw)^2``).
+        boolean mask cached per band (``hw * region`` bytes in all, never ``(hw)^2``). The top-k
+        follows the module's selection rule: a float32 pre-selection, then the exact rule on the
+        candidates that can be in the top-k (see the module docstring).
         """
         cfg = self.config
         n = self._count
         h, w, d = feat.shape
+        hw = h * w
         feats = self._feats[:n]  # [n, h, w, D]
-        labels = self._labels[:n].reshape(n * h * w, -1)  # [n*h*w, C]
+        labels = self._labels[:n].reshape(n * hw, -1)  # [n*h*w, C]
         transposed = w > h
         if transposed:  # rows = the longer side; buffer kept transposed (see _store)
             feats = self._feats_t[:n]  # [n, w, h, D]
@@ -209,9 +307,13 @@ class LabelPropagator:
         rows, cols = feat.shape[:2]
         r = cfg.radius if cfg.radius > 0 else rows + cols
         band = self.band or _band_rows(rows, cols, r)
-        out = feat.new_empty((h * w, labels.shape[1]))
-        frame_offset = (torch.arange(n) * (h * w)).view(n, 1, 1)
+        out = feat.new_empty((hw, labels.shape[1]))
+        slot_offset = torch.arange(n, device=feat.device) * hw  # slot -> label row offset
+        rank_offset = self._chrono_rank(n).to(feat.device) * hw  # slot -> chronological offset
+        margin = selection_margin(d)
         full = self._feats.shape[0] * band * cols * min(rows, band + 2 * r) * cols
+        ring = (self._feats_t if transposed else self._feats).view(-1, d)  # [slots*h*w, D]
+        neg_inf = float("-inf")
         for y0 in range(0, rows, band):
             y1 = min(rows, y0 + band)
             ry0, ry1 = max(0, y0 - r), min(rows, y1 + r)
@@ -220,22 +322,130 @@ class LabelPropagator:
             )
             tgt = feat[y0:y1].reshape(-1, d)  # [T, D]
             src = feats[:, ry0:ry1].reshape(n, -1, d)  # [n, R, D], a view
-            aff = self._workspace(n * tgt.shape[0] * src.shape[1], full).view(n, tgt.shape[0], -1)
-            torch.bmm(tgt.expand(n, -1, -1), src.transpose(1, 2), out=aff)  # [n, T, R]
+            t, region = tgt.shape[0], src.shape[1]
+            aff = self._workspace(n * t * region, full).view(n, t, region)
+            torch.bmm(tgt.expand(n, -1, -1), src.transpose(1, 2), out=aff)  # [n, T, R] float32
             if outside is not None:
-                aff.masked_fill_(outside, float("-inf"))
-            k = min(cfg.topk, aff.shape[-1])
-            vals, idx = aff.topk(k, dim=-1)  # [n, T, k]
-            flat = src_pos[idx] + frame_offset  # [n, T, k] index into [n*h*w]
-            t = tgt.shape[0]
-            vals = vals.permute(1, 0, 2).reshape(t, n * k)
-            flat = flat.permute(1, 0, 2).reshape(t, n * k)
-            if n > 1:  # top-k over all context frames from the per-frame top-k
-                vals, pos = vals.topk(min(cfg.topk, n * k), dim=-1)  # [T, k]
-                flat = flat.gather(1, pos)
-            weights = torch.softmax(vals / cfg.temperature, dim=-1)  # [T, k]
-            out[tgt_pos] = torch.einsum("tk,tkc->tc", weights, labels[flat])
+                aff.masked_fill_(outside, neg_inf)
+            # float32 pre-selection: each frame's top-(k + SPARE), the k-th largest over frames
+            kp = min(cfg.topk + SPARE, region)
+            vals, idx = aff.topk(kp, dim=-1)  # [n, T, kp]
+            k = min(cfg.topk, n * kp)
+            kth = vals.permute(1, 0, 2).reshape(t, n * kp).topk(k, dim=-1).values[:, -1]
+            thr = _round_down_f32(kth.double() - margin)  # [T]: no top-k member is below it
+            above = (vals >= thr[None, :, None]) & (vals > neg_inf)  # [n, T, kp]
+            sel_a = torch.full((t, k), neg_inf, dtype=torch.float64, device=feat.device)
+            sel_flat = torch.zeros((t, k), dtype=torch.long, device=feat.device)
+            if kp < region:  # a frame whose (k + SPARE)-th is above thr may hold more beyond it
+                over = above[:, :, -1].any(0)  # [T]
+                if bool(over.any()):
+                    above &= ~over[None, :, None]
+                    hit = over.nonzero()[:, 0]  # targets with near-duplicate candidates
+                    a_w, flat_w, ring_w = self._window_topk(
+                        tgt.index_select(0, hit),
+                        src,
+                        None if outside is None else outside.index_select(0, hit),
+                        src_pos,
+                        rank_offset,
+                        slot_offset,
+                        n * hw,
+                        k,
+                        ry0 * cols,
+                    )
+                    # the weights use the same pairwise float64 affinities as every other pair
+                    valid = a_w > neg_inf
+                    tt = hit[:, None].expand_as(ring_w)[valid]
+                    a_w[valid] = self._exact_affinities(tgt, ring, tt, ring_w[valid])
+                    sel_a[hit], sel_flat[hit] = a_w, flat_w
+            # the exact rule on the candidates above the threshold
+            c_i, t_i, j_i = above.nonzero(as_tuple=True)
+            r_i = idx[c_i, t_i, j_i]
+            aff_pairs = self._exact_affinities(tgt, ring, t_i, c_i * hw + ry0 * cols + r_i)
+            _select_into(
+                sel_a, sel_flat, aff_pairs, t_i, c_i, src_pos[r_i], rank_offset, slot_offset, n * hw
+            )
+            weights = torch.softmax(sel_a / cfg.temperature, dim=-1)  # [T, k] float64
+            lab = labels[sel_flat].double()  # [T, k, C]
+            out[tgt_pos] = torch.einsum("tk,tkc->tc", weights, lab).float()
         return out
+
+    def _exact_affinities(
+        self, tgt: torch.Tensor, ring: torch.Tensor, tt: torch.Tensor, src_rows: torch.Tensor
+    ) -> torch.Tensor:
+        """float64 ``<tgt[tt[i]], ring[src_rows[i]]>`` of float32 rows (the products are exact).
+
+        Evaluated ``_PAIR_CHUNK`` pairs at a time in buffers kept across bands and frames (fresh
+        temporaries of a different size per band would fragment the heap; see ``_workspace``).
+        """
+        pairs, d = tt.numel(), tgt.shape[1]
+        if self._pair_bufs is None or self._pair_bufs[0].shape[1] != d:
+            self._pair_bufs = (
+                tgt.new_empty((_PAIR_CHUNK, d)),
+                tgt.new_empty((_PAIR_CHUNK, d), dtype=torch.float64),
+                tgt.new_empty((_PAIR_CHUNK, d), dtype=torch.float64),
+            )
+        g32, x64, y64 = self._pair_bufs
+        out = torch.empty(pairs, dtype=torch.float64, device=tgt.device)
+        for s in range(0, pairs, _PAIR_CHUNK):
+            m = min(_PAIR_CHUNK, pairs - s)
+            torch.index_select(tgt, 0, tt[s : s + m], out=g32[:m])
+            x64[:m].copy_(g32[:m])
+            torch.index_select(ring, 0, src_rows[s : s + m], out=g32[:m])
+            y64[:m].copy_(g32[:m])
+            torch.sum(x64[:m].mul_(y64[:m]), dim=-1, out=out[s : s + m])
+        return out
+
+    def _window_topk(
+        self,
+        tgt: torch.Tensor,
+        src: torch.Tensor,
+        outside: torch.Tensor | None,
+        src_pos: torch.Tensor,
+        rank_offset: torch.Tensor,
+        slot_offset: torch.Tensor,
+        span: int,
+        k: int,
+        row0: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rule's top-k of targets ``tgt [O, D]`` over their whole window, exactly.
+
+        For targets with many near-ties (e.g. identical features of saturated patches): float64
+        affinities with every source of the region ``src [n, R, D]``, one context frame at a time
+        (a float64 matmul; its rounding differs from the pairwise sums' only in the last bits, so
+        the caller recomputes the kept pairs' affinities pairwise), each frame's top-k by the
+        integer key, then the top-k of those (exact: the key is a total order). ``row0``: ring
+        row of the region's first source in slot 0. Returns ``(affinities [O, k] float64, label
+        rows [O, k], ring rows [O, k])``, best first.
+        """
+        n, region, d = src.shape
+        if self._frame_buf is None or self._frame_buf.shape[0] < region:
+            self._frame_buf = src.new_empty((region, d), dtype=torch.float64)
+        y64 = self._frame_buf[:region]
+        x64 = tgt.double()
+        keys, affs, flats, rings = [], [], [], []
+        hw = self._feats.shape[1] * self._feats.shape[2]
+        kc = min(k, region)
+        for c in range(n):
+            y64.copy_(src[c])
+            a = x64 @ y64.t()  # [O, R]
+            if outside is not None:
+                a.masked_fill_(outside, float("-inf"))
+            kv, ki = selection_key(a, rank_offset[c] + src_pos, span).topk(kc, dim=-1)
+            keys.append(kv)
+            affs.append(a.gather(1, ki))
+            flats.append(slot_offset[c] + src_pos[ki])
+            rings.append(c * hw + row0 + ki)
+        pick = torch.cat(keys, 1).topk(k, dim=-1).indices  # [O, k], best key first
+        return tuple(torch.cat(x, 1).gather(1, pick) for x in (affs, flats, rings))
+
+    def _chrono_rank(self, n: int) -> torch.Tensor:
+        """Chronological position of each of the ``n`` valid slots: frame 0 is 0, then the
+        queue from its oldest (1) to its newest frame (``n - 1``)."""
+        rank = torch.arange(n)
+        q = self.config.queue
+        if q > 0 and n == 1 + q:  # full ring: the oldest frame is in the slot overwritten next
+            rank[1:] = (torch.arange(1, n) - self._next) % q + 1
+        return rank
 
     def _workspace(self, size: int, full: int) -> torch.Tensor:
         """A flat float32 buffer of at least ``size`` elements, kept across bands and frames.
@@ -286,6 +496,39 @@ class LabelPropagator:
         return hit
 
 
+def _select_into(
+    sel_a: torch.Tensor,
+    sel_flat: torch.Tensor,
+    aff: torch.Tensor,
+    tt: torch.Tensor,
+    cc: torch.Tensor,
+    pos: torch.Tensor,
+    rank_offset: torch.Tensor,
+    slot_offset: torch.Tensor,
+    span: int,
+) -> None:
+    """Apply the selection rule to candidate pairs (target ``tt``, slot ``cc``, source ``pos``).
+
+    ``aff`` are the pairs' float64 affinities and ``pos`` their sources' flat index ``y * w + x``
+    in the untransposed frame. Every member of the rule's top-k of each target in ``tt`` must be
+    among the pairs. Writes the kept candidates' affinities and label rows (slot * h * w + flat
+    index) into row ``tt`` of ``sel_a`` / ``sel_flat`` ``[T, k]``, in key order (best first).
+    """
+    pairs = tt.numel()
+    if pairs == 0:
+        return
+    key = selection_key(aff, rank_offset[cc] + pos, span)
+    order = torch.sort(key, descending=True, stable=True).indices  # keys are distinct per target
+    order = order[torch.sort(tt[order], stable=True).indices]  # by target, best key first
+    ts = tt[order]
+    counts = torch.bincount(ts, minlength=sel_a.shape[0])
+    place = torch.arange(pairs, device=tt.device) - (counts.cumsum(0) - counts)[ts]
+    keep = place < sel_a.shape[1]
+    order, ts, place = order[keep], ts[keep], place[keep]
+    sel_a[ts, place] = aff[order]
+    sel_flat[ts, place] = slot_offset[cc[order]] + pos[order]
+
+
 def propagate(
     features: Iterable[torch.Tensor],
     label0: torch.Tensor,
@@ -321,7 +564,9 @@ __all__ = [
     "PRESETS",
     "LabelPropagator",
     "PropagationConfig",
+    "normalize_features",
     "propagate",
     "resolve_config",
+    "selection_margin",
     "window_size",
 ]
