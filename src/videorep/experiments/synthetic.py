@@ -1,44 +1,82 @@
 """The controlled synthetic study of seed 003, Sec. 5.5 (Fig. 5-7): does a coupled contrastive
 loss starve the harder of two correlated factors, and does the decoupled loss fix it?
 
-Data (Fig. 5). Each video has four binary factors:
+What the paper fixes, and what is ours where it is silent (each choice below is one or the other):
 
-* ``static_simple``   - background colour, blue or green;
-* ``static_complex``  - foreground shape, pentagon (pointing up) or circle, circumradius = radius,
-  random size;
-* ``dynamic_simple``  - background brightness rising or falling over the clip (a grey offset, so
-  frame differences carry no colour; frame 0 unchanged);
-* ``dynamic_complex`` - foreground trajectory, rotation (circular orbit) or linear motion (same
-  speed, random phase/direction).
+Data (Sec. 5.5, Fig. 5). Each video has four binary factors:
 
-Nuisances (foreground colour, position, size, orientation, speed, brightness rate, colour shade,
-pixel noise) are random. The two views of a video share its four factors and re-draw every
-nuisance, so the similarity structure of the contrastive task is carried by the factors only -
-the situation Proposition 1 analyses (``a`` and ``m`` "provide redundant information about S").
+* ``static_simple``   - background colour, blue or green (paper);
+* ``static_complex``  - foreground shape, pentagon or circle (paper);
+* ``dynamic_simple``  - background brightness rising or falling over the clip (paper);
+* ``dynamic_complex`` - foreground trajectory, rotation (a circular arc) or linear motion (paper).
 
-Scenarios. ``static_simple_x_dynamic_complex``: background colour == trajectory in pre-training
-data; ``dynamic_simple_x_static_complex``: brightness direction == shape; ``independent``: all four
-independent. Probes are always trained and tested on *independent* data (otherwise a probe could
-read the easy factor to predict its correlated twin).
+Ours: 32x32 pixels, 6 frames; random nuisances (foreground colour, position, size, speed, arc
+radius and direction, brightness rate, background shade, pixel noise). Three rendering choices
+keep each factor where the paper puts it, all checked by tests:
 
-Model. Two streams (Eq. 9): ``g_A`` sees the first frame, ``g_M`` the stacked frame differences
-(a stand-in for the optical flow of the paper); ``Z = g_A + g_M``. Losses:
+* blue and green have the same luma and nothing is clipped, so the grey frame differences the
+  dynamic stream reads carry no background colour (in an earlier version clipping let the
+  dynamic stream read the colour at 0.71-0.75);
+* the pentagon has the area of the circle, so shape is not readable from the foreground's area
+  or mean colour: it takes the contour, which is what makes it the *complex* static factor (the
+  shapes are anti-aliased from their signed distance, which keeps the drawn areas equal to 0.1 %;
+  OpenCV's rasteriser, used before, made a small pentagon up to 9 % larger than its circle);
+* the arc sweeps 1.5-2.5 rad and speeds vary by +-25 %, so the net displacement between the first
+  and last frame (which a random network reads off the frame differences) says little about the
+  trajectory: telling the two apart takes the change of direction over time. With the previous
+  ~pi arc and +-12.5 % speeds, net displacement alone decoded the trajectory at 0.65.
 
-* ``coupled``   - InfoNCE (NT-Xent, tau 0.1) on ``Z`` (Eq. 1-2);
-* ``decoupled`` - InfoNCE on ``g_A`` plus InfoNCE on ``g_M``, i.e. ``L_sep = L_A(theta_A) +
-  L_M(theta_M)`` of Corollary 1 (Eq. 14, App. E). In the toy model the static/dynamic components
-  are the two stream outputs, which is exactly the decomposition ``Z = g_A + g_M`` the corollary is
-  stated for; on real videos BOD-VCL obtains that decomposition with the Koopman split (Eq. 21)
-  because a single 3D encoder has no separate streams.
+"Correlated" (Sec. 3.3, Prop. 1: the pair "provide redundant information about the similarity
+structure"): in the pre-training data of a correlated scenario the two factors are equal
+(``static_simple_x_dynamic_complex``: colour == trajectory; ``dynamic_simple_x_static_complex``:
+brightness direction == shape); ``independent``: all four independent (Fig. 7).
 
-Reported: linear-probe accuracy (logistic regression on ``Z``) of each factor over training and the
-gradient norms ``||grad_{theta_A} L||`` and ``||grad_{theta_M} L||`` (Fig. 6), per scenario and loss.
+Positives and negatives (Eq. 1-2, V-SimCLR, rho = 2): the paper's positives are two augmentations
+of one video and the negatives are the other videos of the batch. Prop. 1 assumes the similarity
+structure is carried by the semantics, so here the two views of a "video" are two *different
+renders of the same four factors*: the augmentation redraws every nuisance, and the views share
+the factors and nothing else (ours; with shared nuisances, instance discrimination could be
+solved by e.g. the foreground colour and no factor would be needed). The renders come from a
+fixed dataset of 256 renders per factor tuple (ours). Negatives are all other samples of the
+batch, including ones that happen to have the same factors, as in any V-CL batch.
+
+Model (Sec. 5.5): two streams, ``g_A`` on the first frame and ``g_M`` on the motion input, whose
+outputs are summed: ``Z = g_A + g_M`` (Eq. 9). The paper feeds optical flow to ``g_M``; we feed the
+grey frame differences (ours), because a uniformly brightening background has no optical flow, so
+a flow stream could not see the simple dynamic factor at all. Each stream is three 3x3
+convolutions with BatchNorm, a global average pool and a linear layer to 64 dims (ours); no
+projection head (none is mentioned).
+
+Losses: ``coupled`` - InfoNCE (NT-Xent, Eq. 1-2) on ``Z``; ``decoupled`` - InfoNCE on ``g_A`` plus
+InfoNCE on ``g_M``, ``L_sep = L_A(theta_A) + L_M(theta_M)`` of Corollary 1 (Eq. 14), i.e. Eq. 22
+with ``Z_A = g_A``, ``Z_M = g_M``. In the two-stream model the static/dynamic components are the
+stream outputs, the decomposition the corollary is stated for; on real videos BOD-VCL gets them
+from the Koopman split (Eq. 21) because one 3D encoder has no separate streams. Temperature
+0.03, Adam, lr 2e-3, batch 64, 600 steps (ours). Every stream first encodes its simple factor,
+which random features already separate, and then sits on a plateau until the complex factor
+takes off; a low temperature weighs the hardest negatives (same simple factor, other complex
+factor) most and shortens that plateau. Measured on the independent scenario: at 0.1 neither
+complex factor was learned in 300 steps; at 0.05 the static stream had not learned the shape
+after 600 steps for seeds 1 and 2; at 0.03 every stream learned its complex factor by step 500
+for seeds 0-3.
+
+Evaluation (Eq. 5-7, Fig. 6-7): a linear probe (softmax regression, :func:`linear_probe`) per
+factor on the frozen representation ``Z``, trained on 1024 and tested on 1024 held-out videos
+with *independent* factors (ours, and necessary: on correlated data the probe could read the
+easy factor to predict its twin). Also recorded: the probe on each stream alone, and the gradient
+norms ``||grad_{theta_A} L||`` and ``||grad_{theta_M} L||`` per step (Fig. 6a, d). Baselines in
+``results.json``: chance (majority class of the test labels and the accuracy a label-blind
+classifier exceeds with probability 2.5 %) and the same probe on the *untrained* model, which is
+where every run starts (same seed): random features already decode both simple factors perfectly
+and the complex ones slightly above chance.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,18 +105,21 @@ class SyntheticConfig:
     dim: int = 64
     width: int = 16
     batch: int = 64
-    steps: int = 300
+    steps: int = 600
     lr: float = 2e-3
-    temperature: float = 0.1
-    probe_every: int = 30
+    temperature: float = 0.03
+    probe_every: int = 50
     probe_train: int = 1024
     probe_test: int = 1024
+    pool_per_tuple: int = 256
     seed: int = 0
-    threads: int = 2
+    workers: int = 2  # processes for the six runs, one thread each (same results for any value)
 
     @classmethod
     def quick(cls) -> SyntheticConfig:
-        return cls(steps=3, batch=16, probe_every=3, probe_train=64, probe_test=64)
+        return cls(
+            steps=3, batch=16, probe_every=3, probe_train=64, probe_test=64, pool_per_tuple=4
+        )
 
 
 # ----------------------------------------------------------------------------- data
@@ -97,32 +138,42 @@ def _u(n: int, lo: float, hi: float, gen: torch.Generator) -> Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
 
+LUMA = (0.299, 0.587, 0.114)  # Rec. 601, the grey conversion of the dynamic stream
+# iso-luminant background colours (luma 0.4043 both), every channel in [0.25, 0.70]: with the
+# +-0.04 shade jitter and a brightness change of at most 0.20 nothing is clipped, so the grey
+# frame differences are the same for a blue and a green background
+BLUE = (0.30, 0.40, 0.70)
+GREEN = (0.25, 0.5125, 0.25)
+BRIGHTNESS = (0.14, 0.20)  # total brightness change over the clip (grey offset, up or down)
+RADIUS = (0.22, 0.28)  # circle radius, fraction of the frame size
+# a regular pentagon of circumradius R has area (5/2) R^2 sin(72 deg); this R / r gives it the area
+# of a circle of radius r
+PENTAGON_R = math.sqrt(math.pi / (2.5 * math.sin(2 * math.pi / 5)))
+SPEED = (0.03, 0.05)  # path length per frame, fraction of the frame size (both trajectories)
+SWEEP = (1.5, 2.5)  # angle swept by the circular arc over the clip, radians
+
+
 def render(factors: Tensor, gen: torch.Generator, size: int = 32, frames: int = 6) -> Tensor:
     """Videos ``[n, T, 3, S, S]`` in [0, 1] for factors ``[n, 4]`` with freshly drawn nuisances.
 
-    Shapes are drawn with OpenCV (anti-aliased, 1/16-pixel positions) - much cheaper on a busy CPU
-    than rasterising in torch.
+    The random draws do not depend on the factors, so the same generator state renders the same
+    nuisances for any factor values (the tests use this to compare videos differing in one
+    factor).
     """
-    import cv2
-    import numpy as np
-
     n, t, s = factors.shape[0], frames, size
-    bg_green, pentagon, darken, orbit = (factors[:, i].bool() for i in range(4))
-    # iso-luminant blue and green (Rec. 601 luma 0.368 vs 0.361): the grey frame differences the
-    # dynamic stream sees cannot tell the background colours apart
-    blue = torch.tensor([0.2, 0.35, 0.9])
-    green = torch.tensor([0.15, 0.5, 0.2])
-    bg = torch.where(bg_green[:, None], green, blue) + 0.05 * (
+    bg_green, pentagon, darken, rotation = (factors[:, i].bool() for i in range(4))
+    bg = torch.where(bg_green[:, None], torch.tensor(GREEN), torch.tensor(BLUE)) + 0.04 * (
         2 * torch.rand(n, 3, generator=gen) - 1
     )
-    rate = _u(n, 0.25, 0.35, gen) * torch.where(darken, -1.0, 1.0)
+    rate = _u(n, *BRIGHTNESS, gen) * torch.where(darken, -1.0, 1.0)
     tt = torch.arange(t, dtype=torch.float32) / (t - 1)
-    # grey (colour-neutral) brightness offset, so frame differences do not reveal the colour
-    bright = rate[:, None] * tt[None]  # [n, T]; frame 0 unchanged
-    fg = torch.stack([_u(n, 0.8, 1.0, gen), _u(n, 0.3, 0.7, gen), _u(n, 0.0, 0.3, gen)], 1)
+    bright = rate[:, None] * tt[None]  # [n, T] grey offset; frame 0 unchanged
+    # bright yellowish foreground, luma 0.74-0.92, always above the background's (<= 0.61), so the
+    # moving shape shows in the grey frame differences
+    fg = torch.stack([_u(n, 0.9, 1.0, gen), _u(n, 0.75, 0.95, gen), _u(n, 0.2, 0.5, gen)], 1)
 
-    radius = _u(n, 0.18, 0.23, gen) * s  # circle radius = pentagon circumradius
-    speed = _u(n, 0.035, 0.045, gen) * s  # pixels per frame, both trajectories
+    radius = _u(n, *RADIUS, gen) * s
+    speed = _u(n, *SPEED, gen) * s  # pixels per frame
     centre = torch.stack([_u(n, 0.4, 0.6, gen), _u(n, 0.4, 0.6, gen)], 1) * s
     k = torch.arange(t, dtype=torch.float32) - (t - 1) / 2
     ang = _u(n, 0, 2 * math.pi, gen)
@@ -130,46 +181,92 @@ def render(factors: Tensor, gen: torch.Generator, size: int = 32, frames: int = 
         centre[:, None]
         + speed[:, None, None] * k[None, :, None] * torch.stack([ang.cos(), ang.sin()], 1)[:, None]
     )
-    orbit_r = speed * (t - 1) / _u(n, 2.5, 3.5, gen)  # the orbit sweeps ~pi per clip
-    omega = (speed / orbit_r) * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    arc_r = speed * (t - 1) / _u(n, *SWEEP, gen)  # same path length as the linear motion
+    omega = (speed / arc_r) * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     phase = ang[:, None] + omega[:, None] * k[None]
-    orb = centre[:, None] + orbit_r[:, None, None] * torch.stack([phase.cos(), phase.sin()], -1)
-    pos = torch.where(orbit[:, None, None], orb, lin)  # [n, T, 2]
-    r_pent = radius
-    corners = -math.pi / 2 + torch.arange(5) * (2 * math.pi / 5)  # pointing up
-    corners = corners[None].expand(n, 5)
-
-    masks = np.zeros((n, t, s, s), dtype=np.uint8)
-    scale = 16.0  # cv2 fixed point, shift=4
-    pos_np, rad_np, rp_np = pos.numpy(), radius.numpy(), r_pent.numpy()
-    cos_c, sin_c = corners.cos().numpy(), corners.sin().numpy()
-    for i in range(n):
-        for j in range(t):
-            cx, cy = pos_np[i, j] - 0.5
-            if pentagon[i]:
-                pts = np.stack([cx + rp_np[i] * cos_c[i], cy + rp_np[i] * sin_c[i]], 1)
-                pts = np.round(pts * scale).astype(np.int32)[None]
-                cv2.fillPoly(masks[i, j], pts, 255, cv2.LINE_AA, shift=4)
-            else:
-                c = (int(round(cx * scale)), int(round(cy * scale)))
-                cv2.circle(masks[i, j], c, int(round(rad_np[i] * scale)), 255, -1, cv2.LINE_AA, 4)
-    mask = torch.from_numpy(masks).float().div_(255.0)[:, :, None]  # [n, T, 1, S, S]
-    background = (bg[:, None, :] + bright[..., None]).clamp(0, 1)[..., None, None]
+    arc = centre[:, None] + arc_r[:, None, None] * torch.stack([phase.cos(), phase.sin()], -1)
+    pos = torch.where(rotation[:, None, None], arc, lin)  # [n, T, 2]
+    # anti-aliased coverage from the signed distance to the outline: coverage = clamp(0.5 - sd)
+    # per pixel, which keeps the drawn area equal to the true one (OpenCV's rasteriser inflates a
+    # small pentagon by up to 9 % more than a circle)
+    centre_px = torch.arange(s, dtype=torch.float32) + 0.5
+    dx = centre_px.view(1, 1, 1, s) - pos[..., 0, None, None]  # [n, T, 1, S]
+    dy = centre_px.view(1, 1, s, 1) - pos[..., 1, None, None]  # [n, T, S, 1]
+    r = radius.view(n, 1, 1, 1)
+    sd_circle = (dx * dx + dy * dy).sqrt() - r
+    normals = -math.pi / 2 + math.pi / 5 + torch.arange(5) * (2 * math.pi / 5)  # edge normals
+    sd_pentagon = torch.stack(
+        [dx * math.cos(a) + dy * math.sin(a) for a in normals.tolist()], 0
+    ).amax(0) - r * PENTAGON_R * math.cos(math.pi / 5)  # pointing up (a vertex at -90 deg)
+    sd = torch.where(pentagon.view(n, 1, 1, 1), sd_pentagon, sd_circle)
+    mask = (0.5 - sd).clamp(0, 1)[:, :, None]  # [n, T, 1, S, S]
+    background = (bg[:, None, :] + bright[..., None])[..., None, None]
     video = mask * fg[:, None, :, None, None] + (1 - mask) * background
     video = video + 0.02 * torch.randn(video.shape, generator=gen)
     return video.clamp(0, 1)
 
 
+def render_uint8(
+    factors: Tensor, gen: torch.Generator, size: int = 32, frames: int = 6, chunk: int = 128
+) -> Tensor:
+    """:func:`render` in chunks (bounded memory), stored as uint8 ``[n, T, 3, S, S]``."""
+    return torch.cat(
+        [
+            render(factors[i : i + chunk], gen, size, frames).mul_(255).round_().to(torch.uint8)
+            for i in range(0, len(factors), chunk)
+        ]
+    )
+
+
+class VideoPool:
+    """The pre-training dataset: ``per_tuple`` renders of each of the 16 factor tuples, each with
+    its own nuisances, stored as uint8. A scenario draws factor tuples from its distribution
+    (:func:`sample_factors`); a training pair for a tuple is two *different* renders of it.
+    """
+
+    def __init__(self, per_tuple: int, gen: torch.Generator, size: int = 32, frames: int = 6):
+        if per_tuple < 2:
+            raise VideorepError(f"need at least two renders per factor tuple, got {per_tuple}")
+        codes = torch.arange(16).repeat_interleave(per_tuple)
+        self.factors = (codes[:, None] >> torch.arange(3, -1, -1)) & 1  # [N, 4], FACTORS order
+        self.videos = render_uint8(self.factors, gen, size, frames)
+        self.per_tuple = per_tuple
+
+    def pairs(self, factors: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Two views ``[n, T, 3, S, S]`` (float in [0, 1]) for factor tuples ``[n, 4]``."""
+        code = (factors * torch.tensor([8, 4, 2, 1])).sum(1)
+        i = torch.randint(0, self.per_tuple, (len(code),), generator=gen)
+        j = (i + torch.randint(1, self.per_tuple, (len(code),), generator=gen)) % self.per_tuple
+        base = code * self.per_tuple
+        return self.videos[base + i].float() / 255, self.videos[base + j].float() / 255
+
+
+def make_probe_set(cfg: SyntheticConfig) -> dict[str, Tensor]:
+    """Independent-factor videos for the linear probes (train and test), uint8."""
+    gen = torch.Generator().manual_seed(cfg.seed + 12345)
+    out = {}
+    for split, n in (("train", cfg.probe_train), ("test", cfg.probe_test)):
+        f = sample_factors(n, "independent", gen)
+        out[f"{split}_x"] = render_uint8(f, gen, cfg.size, cfg.frames)
+        out[f"{split}_y"] = f
+    return out
+
+
 # ----------------------------------------------------------------------------- model
 def _stream(in_ch: int, width: int, dim: int) -> nn.Sequential:
-    """Three 3x3 convolutions (two with stride 2), global average pool, linear."""
+    """Three 3x3 convolutions with BatchNorm (two with stride 2), global average pool, linear."""
+
+    def block(i: int, o: int, stride: int) -> list[nn.Module]:
+        return [
+            nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(o),
+            nn.ReLU(inplace=True),
+        ]
+
     return nn.Sequential(
-        nn.Conv2d(in_ch, width, 3, stride=2, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(2 * width, 2 * width, 3, padding=1),
-        nn.ReLU(inplace=True),
+        *block(in_ch, width, 2),
+        *block(width, 2 * width, 2),
+        *block(2 * width, 2 * width, 1),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(2 * width, dim),
@@ -177,8 +274,8 @@ def _stream(in_ch: int, width: int, dim: int) -> nn.Sequential:
 
 
 class TwoStream(nn.Module):
-    """``g_A`` on the first frame, ``g_M`` on the grey frame differences (colour-free, like the
-    optical flow of the paper); ``Z = g_A + g_M`` (Eq. 9)."""
+    """``g_A`` on the first frame, ``g_M`` on the grey frame differences; ``Z = g_A + g_M``
+    (Eq. 9)."""
 
     def __init__(self, frames: int = 6, width: int = 16, dim: int = 64) -> None:
         super().__init__()
@@ -187,10 +284,15 @@ class TwoStream(nn.Module):
 
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """``[N, T, 3, S, S]`` -> ``(g_A [N, D], g_M [N, D])``."""
-        luma = torch.tensor([0.299, 0.587, 0.114], device=video.device).view(1, 1, 3, 1, 1)
-        grey = (video * luma).sum(dim=2)  # [N, T, S, S]
-        diffs = (grey[:, 1:] - grey[:, :-1]) * 4.0  # small values, scaled to a unit-ish range
-        return self.static(video[:, 0]), self.dynamic(diffs)
+        return self.static(video[:, 0]), self.dynamic(motion_input(video))
+
+
+def motion_input(video: Tensor) -> Tensor:
+    """What the dynamic stream sees: grey frame differences ``[N, T-1, S, S]`` (x4, so that the
+    small values are roughly unit-scaled)."""
+    luma = torch.tensor(LUMA, device=video.device).view(1, 1, 3, 1, 1)
+    grey = (video * luma).sum(dim=2)
+    return (grey[:, 1:] - grey[:, :-1]) * 4.0
 
 
 def info_nce(z0: Tensor, z1: Tensor, temperature: float) -> Tensor:
@@ -206,43 +308,63 @@ def _grad_norm(module: nn.Module) -> float:
 
 
 @torch.no_grad()
-def _probe_all(model: TwoStream, probe: dict[str, Tensor]) -> dict[str, float]:
+def _features(model: TwoStream, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(g_A, g_M)`` of uint8 videos ``x``, in eval mode."""
+    was = model.training
     model.eval()
-    feats = {}
-    for split in ("train", "test"):
-        za, zm = model(probe[f"{split}_x"])
-        feats[split] = za + zm
-    model.train()
+    out = [model(x[i : i + 256].float() / 255) for i in range(0, len(x), 256)]
+    model.train(was)
+    return torch.cat([a for a, _ in out]), torch.cat([m for _, m in out])
+
+
+def probe_accuracies(model: TwoStream, probe: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """Linear-probe test accuracy of every factor on ``Z`` (``"Z"``) and on each stream alone
+    (``"A"``, ``"M"``)."""
+    feats = {split: _features(model, probe[f"{split}_x"]) for split in ("train", "test")}
+    reps = {"Z": lambda a, m: a + m, "A": lambda a, m: a, "M": lambda a, m: m}
     return {
-        name: linear_probe(
-            feats["train"], probe["train_y"][:, i], feats["test"], probe["test_y"][:, i], topk=(1,)
-        )["top1"]
-        for i, name in enumerate(FACTORS)
+        rep: {
+            name: linear_probe(
+                sel(*feats["train"]),
+                probe["train_y"][:, i],
+                sel(*feats["test"]),
+                probe["test_y"][:, i],
+                topk=(1,),
+            )["top1"]
+            for i, name in enumerate(FACTORS)
+        }
+        for rep, sel in reps.items()
     }
 
 
+def init_model(cfg: SyntheticConfig) -> TwoStream:
+    """The model every run starts from (seeded: all six runs share it)."""
+    torch.manual_seed(cfg.seed)
+    return TwoStream(cfg.frames, cfg.width, cfg.dim)
+
+
 def run_one(
-    scenario: str, loss: str, cfg: SyntheticConfig, probe: dict[str, Tensor]
-) -> dict[str, object]:
+    scenario: str, loss: str, cfg: SyntheticConfig, probe: dict[str, Tensor], pool: VideoPool
+) -> dict[str, list]:
     """Pre-train one two-stream model; returns the accuracy / gradient-norm history."""
     if loss not in LOSSES:
         raise VideorepError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    torch.manual_seed(cfg.seed)
+    model = init_model(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    model = TwoStream(cfg.frames, cfg.width, cfg.dim)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    history: dict[str, list] = {"step": [], "acc": [], "grad_step": [], "grad_A": [], "grad_M": []}
-    history["loss"] = []
+    history: dict[str, list] = {"step": [], "acc": [], "acc_A": [], "acc_M": []}
+    history.update(grad_step=[], grad_A=[], grad_M=[], loss=[])
 
     def record(step: int) -> None:
+        accs = probe_accuracies(model, probe)
         history["step"].append(step)
-        history["acc"].append(_probe_all(model, probe))
+        history["acc"].append(accs["Z"])
+        history["acc_A"].append(accs["A"])
+        history["acc_M"].append(accs["M"])
 
     record(0)
     for step in range(1, cfg.steps + 1):
-        f = sample_factors(cfg.batch, scenario, gen)
-        v0 = render(f, gen, cfg.size, cfg.frames)
-        v1 = render(f, gen, cfg.size, cfg.frames)
+        v0, v1 = pool.pairs(sample_factors(cfg.batch, scenario, gen), gen)
         (a0, m0), (a1, m1) = model(v0), model(v1)
         if loss == "coupled":
             total = info_nce(a0 + m0, a1 + m1, cfg.temperature)
@@ -260,18 +382,7 @@ def run_one(
     return history
 
 
-def make_probe_set(cfg: SyntheticConfig) -> dict[str, Tensor]:
-    """Independent-factor videos for the linear probes (train and test)."""
-    gen = torch.Generator().manual_seed(cfg.seed + 12345)
-    out = {}
-    for split, n in (("train", cfg.probe_train), ("test", cfg.probe_test)):
-        f = sample_factors(n, "independent", gen)
-        out[f"{split}_x"] = render(f, gen, cfg.size, cfg.frames)
-        out[f"{split}_y"] = f
-    return out
-
-
-# ----------------------------------------------------------------------------- plots / driver
+# ----------------------------------------------------------------------------- plots
 def _smooth(values: list[float], k: int) -> list[float]:
     out, acc = [], 0.0
     for i, v in enumerate(values):
@@ -282,26 +393,27 @@ def _smooth(values: list[float], k: int) -> list[float]:
     return out
 
 
-def plot(results: dict, out: Path) -> list[Path]:
+LABELS = {
+    "static_simple": "simple static (bg colour)",
+    "static_complex": "complex static (shape)",
+    "dynamic_simple": "simple dynamic (brightness)",
+    "dynamic_complex": "complex dynamic (trajectory)",
+}
+
+
+def plot(histories: dict, out: Path) -> list[Path]:
     """Fig. 6 (correlated scenarios) and Fig. 7 (independent) as PNGs in ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {
-        "static_simple": "simple static (bg colour)",
-        "static_complex": "complex static (shape)",
-        "dynamic_simple": "simple dynamic (brightness)",
-        "dynamic_complex": "complex dynamic (trajectory)",
-    }
-
     def acc_panel(ax, hist, title):
         for name in FACTORS:
             ax.plot(
-                hist["step"], [a[name] for a in hist["acc"]], marker="o", ms=3, label=labels[name]
+                hist["step"], [a[name] for a in hist["acc"]], marker="o", ms=3, label=LABELS[name]
             )
-        ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
         ax.set_ylim(0.4, 1.02)
         ax.set_xlabel("step")
         ax.set_ylabel("linear probe accuracy")
@@ -320,7 +432,7 @@ def plot(results: dict, out: Path) -> list[Path]:
     correlated = [s for s in SCENARIOS if SCENARIOS[s] is not None]
     fig, axes = plt.subplots(len(correlated), 4, figsize=(18, 4.2 * len(correlated)))
     for row, scen in enumerate(correlated):
-        res = results[scen]
+        res = histories[scen]
         tag = scen.replace("_x_", " x ")
         grad_panel(axes[row, 0], res["coupled"], f"{tag}: gradient norms, coupled loss")
         acc_panel(axes[row, 1], res["coupled"], f"{tag}: accuracy, coupled loss")
@@ -334,7 +446,7 @@ def plot(results: dict, out: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, loss in zip(axes, LOSSES):
-        acc_panel(ax, results["independent"][loss], f"independent factors: accuracy, {loss} loss")
+        acc_panel(ax, histories["independent"][loss], f"independent factors: accuracy, {loss} loss")
     axes[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     paths.append(out / "fig7_independent.png")
@@ -344,7 +456,7 @@ def plot(results: dict, out: Path) -> list[Path]:
 
 
 def save_examples(out: Path, cfg: SyntheticConfig) -> Path:
-    """Fig. 5-like strip: one video per factor value (first, middle and last frame)."""
+    """Fig. 5-like strip: four videos (first, middle and last frame)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -371,39 +483,109 @@ def save_examples(out: Path, cfg: SyntheticConfig) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------- driver
+_SHARED: dict[str, object] = {}  # probe set and pool, inherited by forked workers
+
+
+def _job(args: tuple[str, str, SyntheticConfig]) -> tuple[str, str, dict, float]:
+    scen, loss, cfg = args
+    torch.set_num_threads(1)
+    t0 = time.time()
+    hist = run_one(scen, loss, cfg, _SHARED["probe"], _SHARED["pool"])  # type: ignore[arg-type]
+    return scen, loss, hist, time.time() - t0
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_study(out: Path, cfg: SyntheticConfig, log=print) -> dict:
-    """All scenarios x losses; writes ``results.json``, ``history.json`` and the figures."""
+    """All scenarios x losses; writes ``results.json``, ``history.json`` and the figures.
+
+    Every run uses one thread; with ``cfg.workers > 1`` the runs go to that many forked processes
+    (same numbers as sequentially).
+    """
+    import multiprocessing
+
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VideorepError(f"cannot create output directory {out}: {exc}") from exc
-    torch.set_num_threads(cfg.threads)
-    start = time.time()
-    probe = make_probe_set(cfg)
-    histories: dict[str, dict[str, dict]] = {}
-    final: dict[str, dict[str, dict[str, float]]] = {}
-    for scen in SCENARIOS:
-        histories[scen], final[scen] = {}, {}
-        for loss in LOSSES:
-            t0 = time.time()
-            hist = run_one(scen, loss, cfg, probe)
-            histories[scen][loss] = hist
-            final[scen][loss] = {k: round(v, 4) for k, v in hist["acc"][-1].items()}
-            log(
-                f"{scen:34s} {loss:9s} "
-                + " ".join(f"{k}={v:.3f}" for k, v in final[scen][loss].items())
-                + f"  ({time.time() - t0:.0f}s)"
-            )
-    elapsed = time.time() - start
-    results = {
-        **final,
-        "meta": {
-            "config": asdict(cfg),
-            "seconds": round(elapsed, 1),
-            "chance": 0.5,
-            "probe": "logistic regression on Z = g_A + g_M, independent-factor videos",
-        },
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start, cpu0, load0 = time.time(), _cpu_seconds(), os.getloadavg()
+    try:
+        _SHARED["probe"] = probe = make_probe_set(cfg)
+        _SHARED["pool"] = VideoPool(
+            cfg.pool_per_tuple, torch.Generator().manual_seed(cfg.seed + 2), cfg.size, cfg.frames
+        )
+        untrained = probe_accuracies(init_model(cfg), probe)
+        log(f"data and untrained probes: {time.time() - start:.0f}s")
+        jobs = [(scen, loss, cfg) for scen in SCENARIOS for loss in LOSSES]
+        histories: dict[str, dict[str, dict]] = {scen: {} for scen in SCENARIOS}
+        workers = min(cfg.workers, len(jobs))
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(workers) as mp_pool:
+                done = list(mp_pool.imap_unordered(_job, jobs))
+        else:
+            done = [_job(job) for job in jobs]
+    finally:
+        _SHARED.clear()
+        torch.set_num_threads(threads)
+    for scen, loss, hist, seconds in done:
+        histories[scen][loss] = hist
+        acc = hist["acc"][-1]
+        log(
+            f"{scen:34s} {loss:9s} "
+            + " ".join(f"{k}={v:.3f}" for k, v in acc.items())
+            + f"  ({seconds:.0f}s)"
+        )
+    elapsed, cpu = time.time() - start, _cpu_seconds() - cpu0
+
+    n_test = len(probe["test_y"])
+    majority = (probe["test_y"].float().mean(0)).tolist()
+    results: dict = {
+        scen: {
+            loss: {k: round(v, 4) for k, v in histories[scen][loss]["acc"][-1].items()}
+            for loss in LOSSES
+        }
+        for scen in SCENARIOS
+    }
+    results["baselines"] = {
+        "chance": {f: round(max(p, 1 - p), 4) for f, p in zip(FACTORS, majority)},
+        "chance_upper_95": round(0.5 + 1.96 * math.sqrt(0.25 / n_test), 4),
+        "untrained": {k: round(v, 4) for k, v in untrained["Z"].items()},
+        "untrained_static_stream": {k: round(v, 4) for k, v in untrained["A"].items()},
+        "untrained_dynamic_stream": {k: round(v, 4) for k, v in untrained["M"].items()},
+    }
+    results["streams"] = {
+        scen: {
+            loss: {
+                "static_stream": {
+                    k: round(v, 4) for k, v in histories[scen][loss]["acc_A"][-1].items()
+                },
+                "dynamic_stream": {
+                    k: round(v, 4) for k, v in histories[scen][loss]["acc_M"][-1].items()
+                },
+            }
+            for loss in LOSSES
+        }
+        for scen in SCENARIOS
+    }
+    results["meta"] = {
+        "config": asdict(cfg),
+        "seconds": round(elapsed, 1),
+        "cpu_seconds": round(cpu, 1),
+        "load_average_start": [round(x, 2) for x in load0],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "probe": "softmax regression (L-BFGS) on Z = g_A + g_M of the frozen model; "
+        f"{cfg.probe_train} train / {n_test} test videos with independent factors",
+        "baselines": "chance = majority-class rate of the test labels; chance_upper_95 = the "
+        "accuracy a label-blind classifier exceeds with probability 2.5%; untrained = the same "
+        "probe on the seeded initial model every run starts from",
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "history.json").write_text(json.dumps(histories))
@@ -413,11 +595,18 @@ def run_study(out: Path, cfg: SyntheticConfig, log=print) -> dict:
 
 
 def format_table(results: dict) -> str:
-    """Final per-factor accuracies as a text table."""
+    """Final per-factor accuracies, with the baselines, as a text table."""
     head = f"{'scenario':34s} {'loss':9s} " + " ".join(f"{f:>15s}" for f in FACTORS)
     lines = [head, "-" * len(head)]
     for scen in SCENARIOS:
         for loss in LOSSES:
             accs = results[scen][loss]
             lines.append(f"{scen:34s} {loss:9s} " + " ".join(f"{accs[f]:15.3f}" for f in FACTORS))
+    base = results["baselines"]
+    lines.append("-" * len(head))
+    for name, accs in (("untrained model", base["untrained"]), ("chance", base["chance"])):
+        lines.append(f"{name:44s} " + " ".join(f"{accs[f]:15.3f}" for f in FACTORS))
+    lines.append(
+        f"(a label-blind probe exceeds {base['chance_upper_95']:.3f} with probability 2.5%)"
+    )
     return "\n".join(lines)
