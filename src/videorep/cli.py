@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
     except VideorepError as exc:
         if type(exc).__name__ == "TrainingInterrupted":  # Ctrl-C: checkpoint saved, 128 + SIGINT
-            print(f"videorep: {exc}", file=sys.stderr)
+            if getattr(exc, "announce", True):  # torchrun: rank 0 only
+                print(f"videorep: {exc}", file=sys.stderr)
             return 130
         print(f"videorep: error: {exc}", file=sys.stderr)
         return 2

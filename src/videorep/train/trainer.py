@@ -17,6 +17,13 @@ wrapped in DistributedDataParallel (only its trainable parameters are reduced; f
 are ignored), the logged metrics and the Ctrl-C request are averaged / shared across ranks, and
 only rank 0 logs, writes checkpoints and exports. A run on ``W`` processes with ``--batch-size
 b`` computes the same steps as one process with ``--batch-size W*b`` (same ``--accum``).
+
+Ctrl-C under ``torchrun``: the agent forwards SIGINT to every worker; the stop request travels in
+each step's metric all-reduce, so all ranks stop after the same step (none is left waiting in a
+collective), rank 0 saves, the others wait for it at a barrier, and rank 0 alone prints the
+``interrupted at step k/N`` line (exit 130). The agent SIGKILLs workers still running
+``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` (30) seconds later, and plain ``torchrun`` ends with its own
+``SignalException`` traceback; ``python -m videorep.train.launch`` (same arguments) does not.
 """
 
 from __future__ import annotations
@@ -121,10 +128,15 @@ class MicroBatchSampler(Sampler[list[int]]):
 
 
 class _StopRequest:
-    """First Ctrl-C asks the loop to save and stop after the current step; a second one aborts."""
+    """First Ctrl-C asks the loop to save and stop after the current step; a second one aborts.
 
-    def __init__(self) -> None:
+    ``announce``: print the "stopping" line (rank 0 only under ``torchrun``, which forwards the
+    Ctrl-C to every worker).
+    """
+
+    def __init__(self, announce: bool = True) -> None:
         self.requested = False
+        self.announce = announce
         self._previous = None
 
     def __enter__(self) -> _StopRequest:
@@ -138,7 +150,8 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nvideorep: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+        if self.announce:
+            print("\nvideorep: stopping after this step (Ctrl-C again to abort)", file=sys.stderr)
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -146,7 +159,14 @@ class _StopRequest:
 
 
 class TrainingInterrupted(VideorepError):
-    """Raised after a clean Ctrl-C stop; the checkpoint holds the last finished step."""
+    """Raised after a clean Ctrl-C stop; the checkpoint holds the last finished step.
+
+    ``announce`` is False on the ranks other than 0, so a ``torchrun`` job reports it once.
+    """
+
+    def __init__(self, message: str, announce: bool = True) -> None:
+        super().__init__(message)
+        self.announce = announce
 
 
 class Trainer:
@@ -208,6 +228,7 @@ class Trainer:
         )
         self.step = 0
         self.history: list[dict] = []
+        self._stop_agreed = False  # distributed: a stop every rank has seen (see _reduce_metrics)
 
     def _wrap_distributed(self, method: Method):  # noqa: ANN202
         """Global-batch BatchNorm and DDP over the trainable parameters (world size > 1)."""
@@ -382,13 +403,14 @@ class Trainer:
                 mininterval=1.0 if sys.stderr.isatty() else 30.0,
             )
         last_save = self.step
+        self._stop_agreed = False
         try:
-            with _StopRequest() as stop:
-                while self.step < self.total_steps and not stop.requested:
+            with _StopRequest(announce=self.is_main) as stop:
+                while self.step < self.total_steps and not self._stopping(stop):
                     epoch, start = divmod(self.step, self.steps_per_epoch)
                     iterator = iter(self._loader(epoch, start))
                     for _ in range(start, self.steps_per_epoch):
-                        if self.step >= self.total_steps or stop.requested:
+                        if self.step >= self.total_steps or self._stopping(stop):
                             break
                         record = self._one_step(iterator, stop)
                         self.history.append(record)
@@ -411,10 +433,13 @@ class Trainer:
                             last_save = self.step
                 if self.step != last_save or not self.checkpoint_path.is_file():
                     self.save_checkpoint()
-                if stop.requested and self.step < self.total_steps:
+                if self._stopping(stop) and self.step < self.total_steps:
+                    if self.world > 1:  # no rank exits (torchrun would kill the rest) before the
+                        torch.distributed.barrier()  # checkpoint of rank 0 is written
                     raise TrainingInterrupted(
                         f"interrupted at step {self.step}/{self.total_steps}; checkpoint saved to "
-                        f"{self.checkpoint_path} (continue with --resume)"
+                        f"{self.checkpoint_path} (continue with --resume)",
+                        announce=self.is_main,
                     )
         finally:
             if bar is not None:
@@ -426,6 +451,12 @@ class Trainer:
         if self.is_main and hasattr(self.method, "export"):
             self.method.export(self.out)
         return self.history
+
+    def _stopping(self, stop: _StopRequest) -> bool:
+        """Whether to stop now. One process: a Ctrl-C was seen. Distributed: a Ctrl-C seen by
+        any rank up to the last step's metric all-reduce, so every rank stops after the same
+        step (a rank acting on its own signal could leave the others waiting in a collective)."""
+        return stop.requested if self.world == 1 else self._stop_agreed
 
     def _one_step(self, iterator: Iterator, stop: _StopRequest | None = None) -> dict:
         cfg = self.config
@@ -468,6 +499,6 @@ class Trainer:
         packed = packed.to(device())
         torch.distributed.all_reduce(packed)
         packed = (packed / self.world).cpu().tolist()
-        if stop is not None and packed[-1] > 0:
-            stop.requested = True
+        if packed[-1] > 0:
+            self._stop_agreed = True
         return dict(zip(keys, packed[:-1]))

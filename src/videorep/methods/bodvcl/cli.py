@@ -49,6 +49,8 @@ def train_bodvcl(args: argparse.Namespace, train_config):  # noqa: ANN001, ANN20
     cfg = config_from_args(args)
     torch.manual_seed(train_config.seed)  # initial weights and MoCo queue: same on every rank
     method = build_bodvcl(cfg)
+    dtype = getattr(args, "dtype", "float32")
+    method.to(getattr(torch, dtype))  # clips are cast to it in BODVCL._clips
     sources = discover_sources(args.data, fps=args.fps)
     global_batch = train_config.batch_size * train_config.accum * dist_info()[1]
     repeats = max(1, -(-global_batch // max(1, len(sources))))
@@ -66,6 +68,7 @@ def train_bodvcl(args: argparse.Namespace, train_config):  # noqa: ANN001, ANN20
     run_config = {
         "method_config": asdict(BODVCLConfig(**asdict(method.config))),
         "data": {"paths": list(args.data), "fps": args.fps},
+        "dtype": dtype,
     }
     trainer = Trainer(method, dataset, train_config, run_config=run_config)
     return method, trainer.fit()

@@ -228,6 +228,9 @@ class BODVCL(Method):
         if not isinstance(clips, Tensor) or clips.ndim != 6 or clips.shape[3] != 3:
             shape = tuple(clips.shape) if isinstance(clips, Tensor) else type(clips)
             raise VideorepError(f"BOD-VCL expects clips [B, V, T, 3, S, S], got {shape}")
+        dtype = next(self.online.parameters()).dtype
+        if clips.is_floating_point() and clips.dtype != dtype:  # e.g. float32 data, --dtype float64
+            clips = clips.to(dtype)
         b, v = clips.shape[:2]
         if v < 2:
             raise VideorepError(f"BOD-VCL needs at least 2 views per video, got {v}")
@@ -504,3 +507,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the inner L_pred step (outer step from theta*) instead of discarding it",
     )
     g.add_argument("--image-size", type=int, default=d.image_size, help="frame size (ViT)")
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="precision of weights and activations; float64 (slower) for numerical checks, "
+        "e.g. torchrun vs one process: in float32 a gradient entry within rounding of zero "
+        "can flip sign, and Adam's first step (lr * sign(g)) turns that into a difference of 2 lr",
+    )
