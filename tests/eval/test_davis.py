@@ -76,8 +76,15 @@ def test_void_pixels_in_annotations(tmp_path):
     pred_dir = tmp_path / "pred"
     for t, a in enumerate(seq.annotations):
         write_palette_png(pred_dir / a.name, pred if t == 1 else read_annotation(a, 2017)[0])
-    res = score_sequence(seq, pred_dir)
+    res = score_sequence(seq, pred_dir, void="exclude")
     assert res["J_frames"][0][0] == 1.0 and res["F_frames"][0][0] == 1.0
+    # default (the official scorer): the void block is background, so the 64 px are false
+    # positives of object 1, whose ground truth has |G| pixels
+    g = int((gt == 1).sum())
+    official = score_sequence(seq, pred_dir)
+    assert official["J_frames"][0][0] == pytest.approx(g / (g + 64))
+    with pytest.raises(VideorepError, match="void mode"):
+        score_sequence(seq, pred_dir, void="ignore")
 
 
 def test_davis2016_binary_masks(tmp_path):

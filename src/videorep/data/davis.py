@@ -9,8 +9,9 @@ Layout (both DAVIS-2016 and DAVIS-2017)::
 Annotation forms:
 
 * ``year=2017``: palette (or grayscale) PNGs whose values are object indices, 0 = background,
-  255 = void (ignored by the scores). Objects are 1..max index of the first frame, as the official
-  toolkit counts them.
+  255 = void (scored as background by default, as the official semi-supervised scorer does;
+  ``--void exclude`` leaves it out: see ``videorep.eval.davis.score_sequence``). Objects are
+  1..max index of the first frame, as the official toolkit counts them.
 * ``year=2016``: binary masks, 0 = background, anything else (255 in the release, 1 in the
   DAVIS-2017 copies) = the single object 1.
 

@@ -74,6 +74,13 @@ def register(subparsers) -> None:
     d.add_argument("--split", default="val")
     d.add_argument("--sequences", default=None, help="comma-separated subset of the split")
     d.add_argument("--max-frames", type=int, default=None, help="truncate sequences (quick checks)")
+    d.add_argument(
+        "--void",
+        default="background",
+        choices=["background", "exclude"],
+        help="annotation pixels of value 255: scored as background, as the official "
+        "davis2017-evaluation semi-supervised scorer does (default), or left out of J and F",
+    )
     d.set_defaults(func=run_davis_command)
 
     v = sub.add_parser("vip", help="VIP human-part propagation (mIoU)")
@@ -174,6 +181,7 @@ def run_davis_command(args: argparse.Namespace) -> int:
             settings=_settings(args),
             max_frames=args.max_frames,
             dist=dist,
+            void=args.void,
         )
     return 0
 

@@ -43,19 +43,30 @@ def read_prediction(path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def score_sequence(seq: DavisSequence, pred_dir: Path) -> dict:
+VOID_MODES = ("background", "exclude")
+
+
+def score_sequence(seq: DavisSequence, pred_dir: Path, void: str = "background") -> dict:
     """Official-formula scores of the PNGs in ``pred_dir`` against ``seq``'s annotations.
+
+    ``void``: how annotation pixels of value 255 are scored. ``"background"`` (default) is what
+    the official davis2017-evaluation semi-supervised scorer does: it reads 255 as no object and
+    passes no void mask to J and F (its ``masks == 255`` test runs on per-object boolean masks),
+    so a prediction covering void pixels counts as a false positive. ``"exclude"`` leaves void
+    pixels out of J and F (the usual meaning of void; not comparable with published numbers).
 
     Returns ``{"sequence", "n_frames", "objects": [per-object J/F mean, recall, decay],
     "J_frames", "F_frames"}`` (per-frame lists are ``[n_objects][n_frames - 2]``).
     """
+    if void not in VOID_MODES:
+        raise VideorepError(f"void mode must be one of {VOID_MODES}, got {void!r}")
     if not seq.scored:
         return {"sequence": seq.name, "n_frames": len(seq.frames), "objects": [], "scored": False}
     n = seq.n_objects
     j_frames: list[list[float]] = [[] for _ in range(n)]
     f_frames: list[list[float]] = [[] for _ in range(n)]
     for ann in seq.annotations[1:-1]:  # first and last frames are not scored
-        gt, void = read_annotation(ann, seq.year)
+        gt, void_mask = read_annotation(ann, seq.year)
         gt = np.where(gt > n, 0, gt)  # the toolkit only scores objects 1..n (checked on load)
         pred_path = pred_dir / ann.name
         pred = read_prediction(pred_path)
@@ -68,7 +79,8 @@ def score_sequence(seq: DavisSequence, pred_dir: Path) -> dict:
             raise VideorepError(
                 f"{pred_path}: object index {int(pred.max())} but the sequence has {n} objects"
             )
-        js, fs = frame_scores(gt, pred, n, void if void.any() else None)
+        excluded = void_mask if void == "exclude" and void_mask.any() else None
+        js, fs = frame_scores(gt, pred, n, excluded)
         for i in range(n):
             j_frames[i].append(js[i])
             f_frames[i].append(fs[i])
@@ -90,6 +102,7 @@ def evaluate_sequence(
     config: PropagationConfig,
     out: Path,
     visualizer_factory: Callable[[str], object] | None = None,
+    void: str = "background",
 ) -> dict:
     """Propagate, write the PNGs of one sequence to ``out/<seq>/`` and score them.
 
@@ -116,7 +129,7 @@ def evaluate_sequence(
             gt = read_annotation(seq.annotations[t], seq.year)[0] if seq.scored else None
             vis.add(t, current["rgb"], gt, pred)
     elapsed = time.perf_counter() - start
-    result = score_sequence(seq, seq_dir)
+    result = score_sequence(seq, seq_dir, void)
     result["seconds"] = elapsed
     if vis is not None:
         result["vis"] = vis.close()
@@ -155,6 +168,7 @@ def run_davis(
     max_frames: int | None = None,
     log: Callable[[str], None] = print,
     dist: DistContext | None = None,
+    void: str = "background",
 ) -> dict:
     """Evaluate ``extractor`` on a DAVIS split; writes PNGs, ``results.json`` (and visuals).
 
@@ -185,7 +199,7 @@ def run_davis(
             return SequenceVisualizer(out, name)
 
     def work(seq: DavisSequence) -> dict:
-        return evaluate_sequence(seq, extractor, extractor.grid, config, out, factory)
+        return evaluate_sequence(seq, extractor, extractor.grid, config, out, factory, void)
 
     def row_text(res: dict) -> str:
         row = sequence_row(res)
@@ -213,6 +227,7 @@ def run_davis(
     report["settings"] = dict(settings or {}) | {
         "year": year,
         "split": split,
+        "void": void,
         "sequences": names,
         "propagation": config.to_dict(),
         "input_size": list(extractor.input_size),

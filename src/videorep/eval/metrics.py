@@ -2,7 +2,8 @@
 
 The DAVIS functions follow the official davis2017-evaluation formulas:
 
-* J (``region_similarity``): ``|P & G| / |P | G|`` over non-void pixels, 1 when the union is empty.
+* J (``region_similarity``): ``|P & G| / |P | G|`` (over the pixels outside an optional ``void``
+  mask; the DAVIS scorer passes none by default, as the official one), 1 when the union is empty.
 * F (``boundary_f``): boundaries from ``seg2bmap`` (1-pixel wide, offset half a pixel towards the
   origin), of the masks with void pixels removed; a boundary pixel matches when the other
   boundary lies within a disk of radius ``ceil(0.008 * image diagonal)`` pixels (``x^2 + y^2 <=
