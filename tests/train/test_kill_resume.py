@@ -10,7 +10,6 @@ losses.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from resume_checks import assert_same_run
 
 STEPS = 24
 
@@ -78,10 +78,4 @@ def test_sigkill_at_random_steps_then_resume_is_bit_identical(frame_folders, tmp
     print("kills (log line, checkpoint step):", kills)
     assert not list(out.glob(".*.tmp"))  # temp files of killed writes are cleaned up
 
-    a = (reference / "projection" / "projection.safetensors").read_bytes()
-    b = (out / "projection" / "projection.safetensors").read_bytes()
-    assert a == b
-    ref = [json.loads(x) for x in (reference / "log.jsonl").read_text().splitlines()]
-    got = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in got] == list(range(1, STEPS + 1))
-    assert [r["loss"] for r in got] == [r["loss"] for r in ref]
+    assert_same_run(reference, out, STEPS)

@@ -10,7 +10,6 @@ byte, each step logged once with the same losses.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from resume_checks import assert_same_run
 
 from videorep.train.checkpoint import load_checkpoint
 
@@ -122,12 +122,6 @@ def test_ctrl_c_under_torchrun_saves_once_and_resume_is_exact(frame_folders, tmp
     )
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"interrupted at steps {first} and {second} of {STEPS}")
-    a = (reference / "projection" / "projection.safetensors").read_bytes()
-    b = (out / "projection" / "projection.safetensors").read_bytes()
-    assert a == b
-    ref = [json.loads(x) for x in (reference / "log.jsonl").read_text().splitlines()]
-    got = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in got] == list(range(1, STEPS + 1))
-    assert [r["loss"] for r in got] == [r["loss"] for r in ref]
+    assert_same_run(reference, out, STEPS)
     final = torch.load(out / "checkpoint.pt", weights_only=False)
     assert int(final["step"]) == STEPS
