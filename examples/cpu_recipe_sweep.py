@@ -31,6 +31,7 @@ from videorep.data.davis import list_sequences
 from videorep.data.images import parse_size
 from videorep.data.pairs import FramePairDataset
 from videorep.data.sources import discover_sources, shipped_videos
+from videorep.errors import VideorepError
 from videorep.eval.core import FeatureExtractor
 from videorep.eval.davis import run_davis
 from videorep.eval.feature_cache import CachingEncoder
@@ -120,6 +121,12 @@ def main() -> int:
     )
     args = ap.parse_args()
     out = Path(args.out)
+    names = list_sequences(args.davis_root, args.year, "val")  # a bad root fails here, in one line
+    unknown = sorted(set(args.only or []) - set(RECIPES))
+    if unknown:
+        raise VideorepError(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
+    if args.skip_frozen and not args.head and args.only == []:
+        raise VideorepError("nothing to evaluate: --skip-frozen, no --head and an empty --only")
     encoder = load_encoder("dinov2_vits14_imgfocus")
     clips = [str(p) for p in shipped_videos()] + list(args.data)
     davis_frames = Path(args.davis_root) / "JPEGImages" / "480p"
@@ -214,7 +221,6 @@ def main() -> int:
             if info:
                 results[label]["train"] = info
     if chosen and args.leave_one_out:
-        names = list_sequences(args.davis_root, args.year, "val")
         for label, recipe in chosen.items():
             row: dict = {"per_sequence": {}, "train": {}}
             for held in names:
@@ -248,4 +254,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except VideorepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

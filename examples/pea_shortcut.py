@@ -21,6 +21,7 @@ from pathlib import Path
 from videorep.backbones import load_encoder
 from videorep.data.pairs import FramePairDataset
 from videorep.data.sources import discover_sources, shipped_videos
+from videorep.errors import VideorepError
 from videorep.methods.cosettle import CoSettle, CoSettleConfig
 from videorep.methods.cosettle.viewbank import ViewBankDataset, build_view_bank
 from videorep.train.trainer import TrainConfig, Trainer
@@ -77,4 +78,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except VideorepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
