@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -158,6 +159,7 @@ def summarize(results: Sequence[dict]) -> dict:
     return davis_summary(per_object)
 
 
+@dataclass
 class DavisBenchmark(Benchmark):
     """DAVIS-2016/2017 ``split`` of ``root``: one item per sequence, J&F per object."""
 
@@ -167,20 +169,14 @@ class DavisBenchmark(Benchmark):
     header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
     index_columns = ("objects", "frames", "J", "F", "J&F")
 
-    def __init__(
-        self,
-        root: str | Path,
-        year: int,
-        split: str,
-        extractor,
-        config: PropagationConfig,
-        sequences: list[str] | None = None,
-        max_frames: int | None = None,
-        void: str = "background",
-    ) -> None:
-        super().__init__(extractor, config)
-        self.root, self.year, self.split = root, year, split
-        self.sequences, self.max_frames, self.void = sequences, max_frames, void
+    root: str | Path
+    year: int
+    split: str
+    extractor: Any
+    config: PropagationConfig
+    sequences: list[str] | None = None
+    max_frames: int | None = None
+    void: str = "background"
 
     @classmethod
     def add_arguments(cls, p) -> None:  # noqa: ANN001
@@ -241,8 +237,7 @@ class DavisBenchmark(Benchmark):
             f"{100 * row['J']:6.1f} {100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {secs}"
         )
 
-    def summarize(self, results: Sequence[dict]) -> dict:
-        return summarize(results)
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
 
     def summary_row(self, summary: dict) -> str:
         return (

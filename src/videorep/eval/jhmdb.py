@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,10 +26,8 @@ from videorep.eval.metrics import pck, pck_distances
 from videorep.eval.propagation import PropagationConfig
 from videorep.eval.runner import Benchmark, Item, run_benchmark
 
-if TYPE_CHECKING:
-    from videorep.utils.distributed import DistContext
-
 THRESHOLDS = (0.1, 0.2)
+PCK_NORMALISATION = "0.6 * diagonal of the ground-truth joints' bounding box (CRW/UVC)"
 
 
 def joints_to_heatmaps(
@@ -121,6 +120,7 @@ def summarize(results: Sequence[dict]) -> dict:
     return {f"PCK@{thr}": pck(dist, thr) for thr in THRESHOLDS}
 
 
+@dataclass
 class JhmdbBenchmark(Benchmark):
     """JHMDB videos of ``root`` (all, or those of ``list_file``): PCK of propagated joints."""
 
@@ -130,16 +130,11 @@ class JhmdbBenchmark(Benchmark):
     header = f"{'video':<32} {'frames':>6} {'PCK@.1':>7} {'PCK@.2':>7}"
     index_columns = ("frames", "PCK@0.1", "PCK@0.2")
 
-    def __init__(
-        self,
-        root: str | Path,
-        extractor,
-        config: PropagationConfig,
-        list_file: str | Path | None = None,
-        sigma: float = 1.0,
-    ) -> None:
-        super().__init__(extractor, config)
-        self.root, self.list_file, self.sigma = root, list_file, sigma
+    root: str | Path
+    extractor: Any
+    config: PropagationConfig
+    list_file: str | Path | None = None
+    sigma: float = 1.0
 
     @classmethod
     def add_arguments(cls, p) -> None:  # noqa: ANN001
@@ -164,8 +159,7 @@ class JhmdbBenchmark(Benchmark):
             f"{100 * r['PCK@0.2']:7.1f}"
         )
 
-    def summarize(self, results: Sequence[dict]) -> dict:
-        return summarize(results)
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
 
     def summary_row(self, summary: dict) -> str:
         return (
@@ -173,17 +167,8 @@ class JhmdbBenchmark(Benchmark):
         )
 
     def settings(self, names: list[str]) -> dict:
-        return (
-            {"videos": names}
-            | self.model_settings()
-            | {
-                "sigma": self.sigma,
-                "pck_normalisation": "0.6 * diagonal of the ground-truth joints' bounding box (CRW/UVC)",
-            }
-        )
-
-    def title(self) -> str:
-        return "JHMDB"
+        extra = {"sigma": self.sigma, "pck_normalisation": PCK_NORMALISATION}
+        return {"videos": names} | self.model_settings() | extra
 
 
 BENCHMARK = JhmdbBenchmark
@@ -196,19 +181,13 @@ def run_jhmdb(
     out: str | Path,
     list_file: str | Path | None = None,
     sigma: float = 1.0,
-    visualize: bool = False,
-    settings: dict | None = None,
-    log: Callable[[str], None] = print,
-    dist: DistContext | None = None,
-    resume: bool = False,
+    **run: Any,
 ) -> dict:
     """Evaluate on JHMDB; writes ``OUT/results.json`` (with predicted joints); returns the report.
 
-    :class:`JhmdbBenchmark` through :func:`~videorep.eval.runner.run_benchmark`: rank 0 merges
+    :class:`JhmdbBenchmark` through :func:`~videorep.eval.runner.run_benchmark` (``run``: its
+    keyword arguments ``visualize``, ``settings``, ``resume``, ``log``, ``dist``): rank 0 merges
     the per-video errors in list order, and PCK is computed over their concatenation, as in a
     single process.
     """
-    bench = JhmdbBenchmark(root, extractor, config, list_file, sigma)
-    return run_benchmark(
-        bench, out, settings=settings, visualize=visualize, resume=resume, log=log, dist=dist
-    )
+    return run_benchmark(JhmdbBenchmark(root, extractor, config, list_file, sigma), out, **run)

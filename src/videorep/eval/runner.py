@@ -109,7 +109,10 @@ class Benchmark(ABC):
 
     Class attributes: ``name`` (registry key, subcommand and propagation-preset task), ``help``
     (one line for ``videorep eval --help``), ``default_size`` (``--size`` default), ``header``
-    (table header) and ``index_columns`` (columns of ``index.html``).
+    (table header) and ``index_columns`` (columns of ``index.html``). Instances have
+    ``extractor`` (frame ``[H, W, 3]`` uint8 -> features ``[h, w, D]``, with ``input_size`` and
+    ``grid``) and ``config`` (the propagation settings); the benchmarks here are dataclasses
+    whose fields are these two plus the dataset's (root, split, ...).
 
     Per-item work must be a pure function of the item (plus model and settings), so that any
     split across ranks, or a resumed run, merges to the single-process results.
@@ -121,9 +124,8 @@ class Benchmark(ABC):
     header: ClassVar[str]
     index_columns: ClassVar[tuple[str, ...]] = ("frames",)
 
-    def __init__(self, extractor: Any, config: PropagationConfig) -> None:
-        self.extractor = extractor  # frame [H, W, 3] uint8 -> features [h, w, D]; has .grid
-        self.config = config
+    extractor: Any
+    config: PropagationConfig
 
     # --- command line
     @classmethod

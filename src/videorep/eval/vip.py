@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +23,6 @@ from videorep.eval.core import index_to_soft, propagate_frames, soft_to_index, w
 from videorep.eval.metrics import confusion_matrix, iou_per_class, mean_iou
 from videorep.eval.propagation import PropagationConfig
 from videorep.eval.runner import Benchmark, Item, run_benchmark, split_names
-
-if TYPE_CHECKING:
-    from videorep.utils.distributed import DistContext
 
 
 def evaluate_video(
@@ -86,6 +84,7 @@ def summarize(results: Sequence[dict]) -> dict:
     }
 
 
+@dataclass
 class VipBenchmark(Benchmark):
     """VIP videos of ``root`` (from ``list_file``, optionally a subset): mIoU of the part maps."""
 
@@ -95,16 +94,11 @@ class VipBenchmark(Benchmark):
     header = f"{'video':<24} {'frames':>6} {'scored':>6} {'mIoU':>6}"
     index_columns = ("frames", "mIoU")
 
-    def __init__(
-        self,
-        root: str | Path,
-        extractor,
-        config: PropagationConfig,
-        list_file: str | Path | None = None,
-        videos: list[str] | None = None,
-    ) -> None:
-        super().__init__(extractor, config)
-        self.root, self.list_file, self.videos = root, list_file, videos
+    root: str | Path
+    extractor: Any
+    config: PropagationConfig
+    list_file: str | Path | None = None
+    videos: list[str] | None = None
 
     @classmethod
     def add_arguments(cls, p) -> None:  # noqa: ANN001
@@ -139,17 +133,13 @@ class VipBenchmark(Benchmark):
             f"{r['sequence']:<24} {r['n_frames']:>6} {r['scored_frames']:>6} {100 * r['mIoU']:6.1f}"
         )
 
-    def summarize(self, results: Sequence[dict]) -> dict:
-        return summarize(results)
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
 
     def summary_row(self, summary: dict) -> str:
         return f"{'all (summed confusion)':<24} {'':>6} {'':>6} {100 * summary['mIoU']:6.1f}"
 
     def settings(self, names: list[str]) -> dict:
         return {"videos": names} | self.model_settings()
-
-    def title(self) -> str:
-        return "VIP"
 
 
 BENCHMARK = VipBenchmark
@@ -162,19 +152,13 @@ def run_vip(
     out: str | Path,
     list_file: str | Path | None = None,
     videos: list[str] | None = None,
-    visualize: bool = False,
-    settings: dict | None = None,
-    log: Callable[[str], None] = print,
-    dist: DistContext | None = None,
-    resume: bool = False,
+    **run: Any,
 ) -> dict:
     """Evaluate on VIP; writes PNGs and ``OUT/results.json``; returns the report.
 
-    :class:`VipBenchmark` through :func:`~videorep.eval.runner.run_benchmark`. The dataset mIoU
-    comes from the sum of the per-video confusion matrices, so it is the same however the videos
-    were split across ranks.
+    :class:`VipBenchmark` through :func:`~videorep.eval.runner.run_benchmark` (``run``: its
+    keyword arguments ``visualize``, ``settings``, ``resume``, ``log``, ``dist``). The dataset
+    mIoU comes from the sum of the per-video confusion matrices, so it is the same however the
+    videos were split across ranks.
     """
-    bench = VipBenchmark(root, extractor, config, list_file, videos)
-    return run_benchmark(
-        bench, out, settings=settings, visualize=visualize, resume=resume, log=log, dist=dist
-    )
+    return run_benchmark(VipBenchmark(root, extractor, config, list_file, videos), out, **run)
