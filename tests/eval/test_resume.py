@@ -313,3 +313,21 @@ def test_eval_never_imports_train():
                 mods = [node.module]
             offenders += [f"{path.name}: {m}" for m in mods if m.startswith("videorep.train")]
     assert offenders == []
+
+
+def test_os_error_while_evaluating_is_one_clear_error(tmp_path, colour_encoder, monkeypatch):
+    from videorep.eval import davis
+
+    root = _davis_root(tmp_path, n_frames=3)
+    ex = FeatureExtractor(colour_encoder, (64, 96))
+    mp4 = tmp_path / "out" / "vis" / "alpha" / "alpha.mp4"
+
+    def full_disk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(mp4))
+
+    monkeypatch.setattr(davis, "evaluate_sequence", full_disk)
+    with pytest.raises(
+        VideorepError, match=r"alpha\.mp4: No space left on device \(while evaluating alpha\)"
+    ):
+        run_davis(root, 2017, "val", ex, CFG, tmp_path / "out", log=lambda s: None)
+    assert not RunFolder(tmp_path / "out").lock_path.exists()

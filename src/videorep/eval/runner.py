@@ -228,9 +228,10 @@ def _digest(path: Path) -> dict:
     return {"size": len(data), "blake2b": hashlib.blake2b(data, digest_size=16).hexdigest()}
 
 
-def _os_error(exc: OSError, context: str) -> VideorepError:
-    where = exc.filename if exc.filename is not None else context
-    return VideorepError(f"{where}: {exc.strerror or exc} (while evaluating {context})")
+def _os_error(exc: OSError, doing: str) -> VideorepError:
+    """One line naming the file (when the OSError knows it) and what was being done."""
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    return VideorepError(f"{where}{exc.strerror or exc} (while {doing})")
 
 
 # ----------------------------------------------------------------------------- the output folder
@@ -263,8 +264,12 @@ class RunFolder:
                 continue
             except OSError as exc:
                 raise VideorepError(f"{self.lock_path}: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except OSError as exc:
+                self.lock_path.unlink(missing_ok=True)
+                raise VideorepError(f"{self.lock_path}: {exc.strerror or exc}") from None
             return
         raise VideorepError(f"{self.lock_path}: could not take the lock (contended)")
 
@@ -505,11 +510,13 @@ def run_benchmark(
             state = {"error": str(exc)}
         else:
             try:
-                state = {
-                    "done": folder.prepare(
+                try:
+                    done = folder.prepare(
                         bench.name, run_settings, visualize, prov, resume, items, say
                     )
-                }
+                except OSError as exc:
+                    raise _os_error(exc, f"preparing {folder.dir}") from None
+                state = {"done": done}
             except BaseException as exc:
                 folder.unlock()
                 failure = exc
@@ -561,7 +568,7 @@ def _run(
             files += list(vis.get("strips", [])) + ([vis["video"]] if vis.get("video") else [])
             folder.write_record(item, dist.rank, visualize, result, files)
         except OSError as exc:
-            raise _os_error(exc, item.name) from None
+            raise _os_error(exc, f"evaluating {item.name}") from None
         if dist.is_main:
             folder.heartbeat()
         written[0] += 1
