@@ -274,7 +274,8 @@ def test_cli_parses_eval_commands():
             "a,b",
         ]
     )
-    assert args.func is commands.run_davis_command and args.size == "480x880"
+    assert args.func is commands.run_eval_command and args.benchmark == "davis"
+    assert args.size == "480x880"
     cfg = commands._config(args, "davis")
     assert (cfg.topk, cfg.queue, cfg.radius) == (3, 7, 12)
     assert commands._split_names(args.sequences) == ["a", "b"]

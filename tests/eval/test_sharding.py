@@ -82,10 +82,12 @@ def _sharded(args: list[str], n: int = 2) -> list[str]:
 
 
 def _compare(single_out: Path, sharded_out: Path) -> tuple[dict, dict]:
-    """Both results.json equal exactly except ``timing``; returns the two timing records."""
+    """Both results.json equal exactly except ``timing`` and ``provenance`` (its command line
+    names the output folder); returns the two timing records."""
     a = json.loads((single_out / "results.json").read_text())
     b = json.loads((sharded_out / "results.json").read_text())
     ta, tb = a.pop("timing"), b.pop("timing")
+    assert a.pop("provenance")["videorep"] == b.pop("provenance")["videorep"]
     assert [s["sequence"] for s in a["per_sequence"]] == [s["sequence"] for s in b["per_sequence"]]
     for sa, sb in zip(a["per_sequence"], b["per_sequence"], strict=True):
         assert sa == sb, sa["sequence"]
@@ -173,7 +175,7 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
     import torch
 
     from videorep.eval import commands
-    from videorep.train.distributed import set_deterministic
+    from videorep.utils.distributed import set_deterministic
 
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))

@@ -1,6 +1,8 @@
 """``videorep eval davis|vip|jhmdb``: dense evaluation by semi-supervised label propagation.
 
-Handlers import torch and the models lazily. Propagation settings come from ``--preset``
+One subcommand per entry of :data:`videorep.eval.runner.BENCHMARKS`: the flags common to all are
+added here, each benchmark adds its own, and one handler runs any of them through
+:func:`videorep.eval.runner.run_benchmark`. Handlers import the models lazily. Propagation settings come from ``--preset``
 (``paper``: the Co-Settle evaluation, per task; ``dino``; ``crw``) and any of ``--topk --queue
 --radius --temperature`` override it.
 
@@ -8,13 +10,20 @@ Sharding: launched with ``torchrun --standalone --nproc_per_node N -m videorep.c
 sequences (videos) are split across the N processes and rank 0 merges the results, which equal
 the single-process run's (see :mod:`videorep.eval.sharding`; pass ``--deterministic`` to both so
 that they use the same thread count). Only rank 0 prints and writes ``results.json``.
+
+``--resume`` keeps the sequences an interrupted run into the same ``--out`` finished (their
+records and files are checked) and evaluates the rest; a second run into a folder that a live run
+is writing is refused (see :mod:`videorep.eval.runner`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from videorep.errors import VideorepError
+from videorep.eval.runner import BENCHMARKS, load_benchmark
+from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
 
 DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
 
@@ -61,6 +70,11 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the sequences a previous run into --out finished (checked) and do the rest",
+    )
 
 
 def register(subparsers) -> None:
@@ -68,32 +82,12 @@ def register(subparsers) -> None:
     sub = ev.add_subparsers(dest="eval_command", metavar="BENCHMARK")
     sub.required = True
 
-    d = sub.add_parser("davis", help="DAVIS-2016/2017 video object segmentation (J&F)")
-    _common(d, "480x880")
-    d.add_argument("--year", type=int, default=2017, choices=[2016, 2017])
-    d.add_argument("--split", default="val")
-    d.add_argument("--sequences", default=None, help="comma-separated subset of the split")
-    d.add_argument("--max-frames", type=int, default=None, help="truncate sequences (quick checks)")
-    d.add_argument(
-        "--void",
-        default="background",
-        choices=["background", "exclude"],
-        help="annotation pixels of value 255: scored as background, as the official "
-        "davis2017-evaluation semi-supervised scorer does (default), or left out of J and F",
-    )
-    d.set_defaults(func=run_davis_command)
-
-    v = sub.add_parser("vip", help="VIP human-part propagation (mIoU)")
-    _common(v, "480x880")
-    v.add_argument("--list", default=None, help="video list (default ROOT/lists/val_videos.txt)")
-    v.add_argument("--videos", default=None, help="comma-separated subset of the list")
-    v.set_defaults(func=run_vip_command)
-
-    j = sub.add_parser("jhmdb", help="JHMDB pose propagation (PCK@0.1, PCK@0.2)")
-    _common(j, "320x320")
-    j.add_argument("--list", default=None, help="file of <class>/<video> lines (default: all)")
-    j.add_argument("--sigma", type=float, default=1.0, help="heat-map sigma in feature cells")
-    j.set_defaults(func=run_jhmdb_command)
+    for name in BENCHMARKS:
+        bench = load_benchmark(name)
+        p = sub.add_parser(name, help=bench.help)
+        _common(p, bench.default_size)
+        bench.add_arguments(p)
+        p.set_defaults(func=run_eval_command, benchmark=name)
 
 
 def build_extractor(args: argparse.Namespace):
@@ -143,7 +137,7 @@ def _setup_runtime(args: argparse.Namespace) -> None:
     import torch
 
     if getattr(args, "deterministic", False):
-        from videorep.train.distributed import set_deterministic
+        from videorep.utils.distributed import set_deterministic
 
         set_deterministic(args.threads or 1)
     elif getattr(args, "threads", None) is not None:
@@ -152,79 +146,26 @@ def _setup_runtime(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def _split_names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise VideorepError(f"{text!r}: empty name list")
-    return names
+def run_eval_command(args: argparse.Namespace) -> int:
+    """Run the benchmark ``args.benchmark`` as the parsed command line says."""
+    from videorep.eval.runner import run_benchmark
+    from videorep.utils.distributed import distributed_context
+    from videorep.utils.provenance import provenance_line
 
-
-def run_davis_command(args: argparse.Namespace) -> int:
-    from videorep.eval.davis import run_davis
-    from videorep.eval.sharding import distributed_context
-
+    bench_cls = load_benchmark(args.benchmark)
     _setup_runtime(args)
-    config = _config(args, "davis")
+    config = _config(args, bench_cls.name)
     extractor = build_extractor(args)
+    bench = bench_cls.from_args(args, extractor, config)
     with distributed_context() as dist:
-        run_davis(
-            args.root,
-            args.year,
-            args.split,
-            extractor,
-            config,
+        if dist.is_main:
+            print(provenance_line(bench.device()), file=sys.stderr, flush=True)
+        run_benchmark(
+            bench,
             args.out,
-            sequences=_split_names(args.sequences),
-            visualize=args.visualize,
             settings=_settings(args),
-            max_frames=args.max_frames,
-            dist=dist,
-            void=args.void,
-        )
-    return 0
-
-
-def run_vip_command(args: argparse.Namespace) -> int:
-    from videorep.eval.sharding import distributed_context
-    from videorep.eval.vip import run_vip
-
-    _setup_runtime(args)
-    config = _config(args, "vip")
-    extractor = build_extractor(args)
-    with distributed_context() as dist:
-        run_vip(
-            args.root,
-            extractor,
-            config,
-            args.out,
-            list_file=args.list,
-            videos=_split_names(args.videos),
             visualize=args.visualize,
-            settings=_settings(args),
-            dist=dist,
-        )
-    return 0
-
-
-def run_jhmdb_command(args: argparse.Namespace) -> int:
-    from videorep.eval.jhmdb import run_jhmdb
-    from videorep.eval.sharding import distributed_context
-
-    _setup_runtime(args)
-    config = _config(args, "jhmdb")
-    extractor = build_extractor(args)
-    with distributed_context() as dist:
-        run_jhmdb(
-            args.root,
-            extractor,
-            config,
-            args.out,
-            list_file=args.list,
-            sigma=args.sigma,
-            visualize=args.visualize,
-            settings=_settings(args) | {"sigma": args.sigma},
+            resume=args.resume,
             dist=dist,
         )
     return 0

@@ -10,6 +10,8 @@
 * Label helpers: index map -> soft labels at feature resolution (area average of the one-hot map,
   void pixels carry no label), soft labels -> full-resolution index map (bilinear upsampling of
   the soft labels, then argmax), and the indexed-PNG writer with the DAVIS palette.
+* :func:`atomic_write_bytes` - every output file (PNG, JSON) goes through a temporary file and
+  ``os.replace``, so a kill or a full disk never leaves a truncated file under its final name.
 
 Per-sequence work is a pure function of the sequence (see ``davis.evaluate_sequence`` and
 friends), so a sharded run can give each rank a subset of sequences and merge the results.
@@ -17,6 +19,8 @@ friends), so a sharded run can give each rank a subset of sequences and merge th
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -132,12 +136,45 @@ def soft_to_index(soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 _PALETTE = davis_palette()
 
 
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A kill leaves either the previous file or the new one, never a truncated one. An ``OSError``
+    (no space left, read-only or missing folder) removes the temporary file, leaves the previous
+    ``path`` as it was, and becomes one :class:`VideorepError` naming ``path``. ``fsync``: flush
+    to disk before the rename (for small records that must survive a crash of the machine).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise VideorepError(
+            f"{path}: cannot write ({exc.strerror or exc}); any previous version is left as it was"
+        ) from None
+
+
 def write_indexed_png(path: Path, index_map: np.ndarray) -> None:
-    """Write an ``[H, W]`` uint8 index map as a palette PNG with the DAVIS palette."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write an ``[H, W]`` uint8 index map as a palette PNG with the DAVIS palette (atomically)."""
     im = Image.fromarray(np.ascontiguousarray(index_map.astype(np.uint8)), mode="P")
     im.putpalette(_PALETTE)
-    im.save(path)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def palette_rgb(index_map: np.ndarray) -> np.ndarray:

@@ -10,10 +10,11 @@ PNGs are then scored exactly as the official davis2017-evaluation does (see
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +29,10 @@ from videorep.eval.core import (
 )
 from videorep.eval.metrics import davis_summary, frame_scores, summarize_objects
 from videorep.eval.propagation import PropagationConfig
-from videorep.eval.sharding import DistContext, current_context, quiet, run_table
+from videorep.eval.runner import Benchmark, Item, run_benchmark, split_names
+
+if TYPE_CHECKING:
+    from videorep.utils.distributed import DistContext
 
 
 def read_prediction(path: Path) -> np.ndarray:
@@ -155,6 +159,113 @@ def summarize(results: Sequence[dict]) -> dict:
     return davis_summary(per_object)
 
 
+@dataclass
+class DavisBenchmark(Benchmark):
+    """DAVIS-2016/2017 ``split`` of ``root``: one item per sequence, J&F per object."""
+
+    name = "davis"
+    help = "DAVIS-2016/2017 video object segmentation (J&F)"
+    default_size = "480x880"
+    header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
+    index_columns = ("objects", "frames", "J", "F", "J&F")
+
+    root: str | Path
+    year: int
+    split: str
+    extractor: Any
+    config: PropagationConfig
+    sequences: list[str] | None = None
+    max_frames: int | None = None
+    void: str = "background"
+
+    @classmethod
+    def add_arguments(cls, p) -> None:  # noqa: ANN001
+        p.add_argument("--year", type=int, default=2017, choices=[2016, 2017])
+        p.add_argument("--split", default="val")
+        p.add_argument("--sequences", default=None, help="comma-separated subset of the split")
+        p.add_argument(
+            "--max-frames", type=int, default=None, help="truncate sequences (quick checks)"
+        )
+        p.add_argument(
+            "--void",
+            default="background",
+            choices=list(VOID_MODES),
+            help="annotation pixels of value 255: scored as background, as the official "
+            "davis2017-evaluation semi-supervised scorer does (default), or left out of J and F",
+        )
+
+    @classmethod
+    def from_args(cls, args, extractor, config: PropagationConfig) -> DavisBenchmark:  # noqa: ANN001
+        return cls(
+            args.root,
+            args.year,
+            args.split,
+            extractor,
+            config,
+            sequences=split_names(args.sequences),
+            max_frames=args.max_frames,
+            void=args.void,
+        )
+
+    def items(self) -> list[Item]:
+        names = list_sequences(self.root, self.year, self.split, self.sequences)
+        seqs = [load_sequence(self.root, n, self.year) for n in names]  # validate everything first
+        if self.max_frames:
+            for s in seqs:
+                s.frames = s.frames[: self.max_frames]
+                if len(s.annotations) > 1:
+                    s.annotations = s.annotations[: self.max_frames]
+        return [Item(s.name, len(s.frames), s) for s in seqs]
+
+    def evaluate(self, item: Item, out: Path, visualizer) -> dict:  # noqa: ANN001
+        ex = self.extractor
+        return evaluate_sequence(item.data, ex, ex.grid, self.config, out, visualizer, self.void)
+
+    def outputs(self, item: Item) -> list[str]:
+        return [f"{item.name}/{t:05d}.png" for t in range(len(item.data.frames))]
+
+    def row(self, result: dict) -> str:
+        row = sequence_row(result)
+        secs = f"{result['seconds']:6.1f}" if result.get("seconds") is not None else f"{'':>6}"
+        if "J" not in row:
+            return (
+                f"{result['sequence']:<24} {'-':>3} {row['frames']:>6}  "
+                f"(first-frame annotation only: not scored)"
+            )
+        return (
+            f"{result['sequence']:<24} {row['objects']:>3} {row['frames']:>6} "
+            f"{100 * row['J']:6.1f} {100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {secs}"
+        )
+
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
+
+    def summary_row(self, summary: dict) -> str:
+        return (
+            f"{'mean over objects':<24} {'':>3} {'':>6} {100 * summary['J_mean']:6.1f} "
+            f"{100 * summary['F_mean']:6.1f} {100 * summary['JF_mean']:6.1f}"
+        )
+
+    def per_sequence(self, result: dict) -> dict:
+        return super().per_sequence(result) | {"summary": _strip(sequence_row(result))}
+
+    def settings(self, names: list[str]) -> dict:
+        return {
+            "year": self.year,
+            "split": self.split,
+            "void": self.void,
+            "sequences": names,
+        } | self.model_settings()
+
+    def title(self) -> str:
+        return f"DAVIS-{self.year} {self.split}"
+
+    def index_row(self, result: dict) -> dict:
+        return sequence_row(result)
+
+
+BENCHMARK = DavisBenchmark
+
+
 def run_davis(
     root: str | Path,
     year: int,
@@ -169,86 +280,23 @@ def run_davis(
     log: Callable[[str], None] = print,
     dist: DistContext | None = None,
     void: str = "background",
+    resume: bool = False,
 ) -> dict:
     """Evaluate ``extractor`` on a DAVIS split; writes PNGs, ``results.json`` (and visuals).
 
-    Sequences are split across the ranks of ``dist`` (default: the initialised
-    ``torch.distributed`` group, else a single process; see :mod:`videorep.eval.sharding`):
-    each rank writes its sequences' PNGs, rank 0 merges the per-sequence results in split order,
-    prints the table and writes ``results.json``. The single-process run is world size 1 of this.
+    :class:`DavisBenchmark` through :func:`~videorep.eval.runner.run_benchmark`: sequences are
+    split across the ranks of ``dist`` (default: the initialised ``torch.distributed`` group,
+    else a single process), each rank writes its sequences' PNGs, rank 0 merges the
+    per-sequence results in split order, prints the table and writes ``results.json``.
 
     Returns the ``results.json`` content (on every rank): ``J_mean``, ``F_mean``, ``JF_mean``,
-    recalls, decays, ``per_sequence`` (with per-object values), ``settings`` and ``timing``
-    (wall-clock seconds and rank per sequence, the only part that varies between runs).
+    recalls, decays, ``per_sequence`` (with per-object values), ``settings``, ``timing``
+    (wall-clock seconds and rank per sequence) and ``provenance``.
     """
-    out = Path(out)
-    dist = dist if dist is not None else current_context()
-    say = log if dist.is_main else quiet
-    names = list_sequences(root, year, split, sequences)
-    seqs = [load_sequence(root, name, year) for name in names]  # validate everything first
-    if max_frames:
-        for s in seqs:
-            s.frames = s.frames[:max_frames]
-            if len(s.annotations) > 1:
-                s.annotations = s.annotations[:max_frames]
-    factory = None
-    if visualize:
-        from videorep.eval.visualize import SequenceVisualizer
-
-        def factory(name: str):
-            return SequenceVisualizer(out, name)
-
-    def work(seq: DavisSequence) -> dict:
-        return evaluate_sequence(seq, extractor, extractor.grid, config, out, factory, void)
-
-    def row_text(res: dict) -> str:
-        row = sequence_row(res)
-        secs = f"{res['seconds']:6.1f}" if res.get("seconds") is not None else f"{'':>6}"
-        if "J" not in row:
-            return (
-                f"{res['sequence']:<24} {'-':>3} {row['frames']:>6}  "
-                f"(first-frame annotation only: not scored)"
-            )
-        return (
-            f"{res['sequence']:<24} {row['objects']:>3} {row['frames']:>6} "
-            f"{100 * row['J']:6.1f} {100 * row['F']:6.1f} {100 * row['J&F']:6.1f} {secs}"
-        )
-
-    header = f"{'sequence':<24} {'obj':>3} {'frames':>6} {'J':>6} {'F':>6} {'J&F':>6} {'s':>6}"
-    results, timing = run_table(
-        seqs, work, dist, log, header, row_text, names, costs=[len(s.frames) for s in seqs]
+    bench = DavisBenchmark(root, year, split, extractor, config, sequences, max_frames, void)
+    return run_benchmark(
+        bench, out, settings=settings, visualize=visualize, resume=resume, log=log, dist=dist
     )
-    summary = summarize(results)
-    report = dict(summary)
-    report["per_sequence"] = [
-        {k: v for k, v in r.items() if k not in ("vis",)} | {"summary": _strip(sequence_row(r))}
-        for r in results
-    ]
-    report["settings"] = dict(settings or {}) | {
-        "year": year,
-        "split": split,
-        "void": void,
-        "sequences": names,
-        "propagation": config.to_dict(),
-        "input_size": list(extractor.input_size),
-        "grid": list(extractor.grid),
-    }
-    report["timing"] = timing
-    if summary:
-        say(
-            f"{'mean over objects':<24} {'':>3} {'':>6} {100 * summary['J_mean']:6.1f} "
-            f"{100 * summary['F_mean']:6.1f} {100 * summary['JF_mean']:6.1f}"
-        )
-    if not dist.is_main:
-        return report
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    if visualize:
-        from videorep.eval.visualize import write_index_html
-
-        rows = [sequence_row(r) for r in results]
-        write_index_html(out, f"DAVIS-{year} {split}", ["objects", "frames", "J", "F", "J&F"], rows)
-    return report
 
 
 def _strip(row: dict) -> dict:

@@ -11,10 +11,11 @@ over all frames but the first.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +24,10 @@ from videorep.data.jhmdb import JhmdbVideo, list_videos, load_video
 from videorep.eval.core import propagate_frames
 from videorep.eval.metrics import pck, pck_distances
 from videorep.eval.propagation import PropagationConfig
-from videorep.eval.sharding import DistContext, current_context, quiet, run_table
+from videorep.eval.runner import Benchmark, Item, run_benchmark
 
 THRESHOLDS = (0.1, 0.2)
+PCK_NORMALISATION = "0.6 * diagonal of the ground-truth joints' bounding box (CRW/UVC)"
 
 
 def joints_to_heatmaps(
@@ -118,6 +120,60 @@ def summarize(results: Sequence[dict]) -> dict:
     return {f"PCK@{thr}": pck(dist, thr) for thr in THRESHOLDS}
 
 
+@dataclass
+class JhmdbBenchmark(Benchmark):
+    """JHMDB videos of ``root`` (all, or those of ``list_file``): PCK of propagated joints."""
+
+    name = "jhmdb"
+    help = "JHMDB pose propagation (PCK@0.1, PCK@0.2)"
+    default_size = "320x320"
+    header = f"{'video':<32} {'frames':>6} {'PCK@.1':>7} {'PCK@.2':>7}"
+    index_columns = ("frames", "PCK@0.1", "PCK@0.2")
+
+    root: str | Path
+    extractor: Any
+    config: PropagationConfig
+    list_file: str | Path | None = None
+    sigma: float = 1.0
+
+    @classmethod
+    def add_arguments(cls, p) -> None:  # noqa: ANN001
+        p.add_argument("--list", default=None, help="file of <class>/<video> lines (default: all)")
+        p.add_argument("--sigma", type=float, default=1.0, help="heat-map sigma in feature cells")
+
+    @classmethod
+    def from_args(cls, args, extractor, config: PropagationConfig) -> JhmdbBenchmark:  # noqa: ANN001
+        return cls(args.root, extractor, config, args.list, args.sigma)
+
+    def items(self) -> list[Item]:
+        vids = [load_video(self.root, n) for n in list_videos(self.root, self.list_file)]
+        return [Item(v.name, len(v.frames), v) for v in vids]
+
+    def evaluate(self, item: Item, out: Path, visualizer) -> dict:  # noqa: ANN001
+        ex = self.extractor
+        return evaluate_video(item.data, ex, ex.grid, self.config, self.sigma, visualizer)
+
+    def row(self, r: dict) -> str:
+        return (
+            f"{r['sequence']:<32} {r['n_frames']:>6} {100 * r['PCK@0.1']:7.1f} "
+            f"{100 * r['PCK@0.2']:7.1f}"
+        )
+
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
+
+    def summary_row(self, summary: dict) -> str:
+        return (
+            f"{'all':<32} {'':>6} {100 * summary['PCK@0.1']:7.1f} {100 * summary['PCK@0.2']:7.1f}"
+        )
+
+    def settings(self, names: list[str]) -> dict:
+        extra = {"sigma": self.sigma, "pck_normalisation": PCK_NORMALISATION}
+        return {"videos": names} | self.model_settings() | extra
+
+
+BENCHMARK = JhmdbBenchmark
+
+
 def run_jhmdb(
     root: str | Path,
     extractor,
@@ -125,75 +181,13 @@ def run_jhmdb(
     out: str | Path,
     list_file: str | Path | None = None,
     sigma: float = 1.0,
-    visualize: bool = False,
-    settings: dict | None = None,
-    log: Callable[[str], None] = print,
-    dist: DistContext | None = None,
+    **run: Any,
 ) -> dict:
     """Evaluate on JHMDB; writes ``OUT/results.json`` (with predicted joints); returns the report.
 
-    Videos are split across the ranks of ``dist`` (default: the initialised ``torch.distributed``
-    group, else one process); rank 0 merges the per-video errors in list order (PCK is computed
-    over their concatenation, as in a single process), prints the table and writes the report.
+    :class:`JhmdbBenchmark` through :func:`~videorep.eval.runner.run_benchmark` (``run``: its
+    keyword arguments ``visualize``, ``settings``, ``resume``, ``log``, ``dist``): rank 0 merges
+    the per-video errors in list order, and PCK is computed over their concatenation, as in a
+    single process.
     """
-    out = Path(out)
-    dist = dist if dist is not None else current_context()
-    say = log if dist.is_main else quiet
-    names = list_videos(root, list_file)
-    vids = [load_video(root, n) for n in names]
-    factory = None
-    if visualize:
-        from videorep.eval.visualize import SequenceVisualizer
-
-        def factory(name: str):
-            return SequenceVisualizer(out, name)
-
-    def work(v: JhmdbVideo) -> dict:
-        return evaluate_video(v, extractor, extractor.grid, config, sigma, factory)
-
-    def row_text(r: dict) -> str:
-        return f"{r['sequence']:<32} {r['n_frames']:>6} {100 * r['PCK@0.1']:7.1f} {100 * r['PCK@0.2']:7.1f}"
-
-    results, timing = run_table(
-        vids,
-        work,
-        dist,
-        log,
-        f"{'video':<32} {'frames':>6} {'PCK@.1':>7} {'PCK@.2':>7}",
-        row_text,
-        names,
-        costs=[len(v.frames) for v in vids],
-    )
-    summary = summarize(results)
-    if summary:
-        say(f"{'all':<32} {'':>6} {100 * summary['PCK@0.1']:7.1f} {100 * summary['PCK@0.2']:7.1f}")
-    report = dict(summary)
-    report["per_sequence"] = [{k: v for k, v in r.items() if k != "vis"} for r in results]
-    report["settings"] = dict(settings or {}) | {
-        "videos": names,
-        "propagation": config.to_dict(),
-        "input_size": list(extractor.input_size),
-        "grid": list(extractor.grid),
-        "sigma": sigma,
-        "pck_normalisation": "0.6 * diagonal of the ground-truth joints' bounding box (CRW/UVC)",
-    }
-    report["timing"] = timing
-    if not dist.is_main:
-        return report
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    if visualize:
-        from videorep.eval.visualize import write_index_html
-
-        rows = [
-            {
-                "sequence": r["sequence"],
-                "frames": r["n_frames"],
-                "PCK@0.1": r["PCK@0.1"],
-                "PCK@0.2": r["PCK@0.2"],
-                "vis": r.get("vis"),
-            }
-            for r in results
-        ]
-        write_index_html(out, "JHMDB", ["frames", "PCK@0.1", "PCK@0.2"], rows)
-    return report
+    return run_benchmark(JhmdbBenchmark(root, extractor, config, list_file, sigma), out, **run)

@@ -1,15 +1,15 @@
-"""Sharded evaluation: sequences split across ``torchrun`` ranks, results merged in order.
+"""Sharded evaluation: items split across ``torchrun`` ranks, results merged in order.
 
-Every evaluator (DAVIS, VIP, JHMDB) runs its per-sequence work through :func:`run_sharded`. A
-single process is world size 1 of the same code path: it evaluates every item itself and the
-gather is skipped. Under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in the
-environment) :func:`distributed_context` starts a process group (gloo on CPU, nccl when CUDA is
+The runner (:func:`videorep.eval.runner.run_benchmark`) evaluates every benchmark's items
+through :func:`run_sharded`. A single process is world size 1 of the same code path: it evaluates
+every item itself and the gather is skipped. Under ``torchrun`` the process group comes from
+:func:`videorep.utils.distributed.distributed_context` (gloo on CPU, nccl when CUDA is
 available; Python objects always travel over a gloo group), each rank evaluates the items
 :func:`assign_items` gives it, and the per-item results are all-gathered and put back in the
 original item order. Because each item's result is a pure function of the item (plus the model
 and the settings), the merged list - and everything summarised from it - equals the
 single-process one exactly, as long as the arithmetic itself is reproducible (same thread count:
-see ``--deterministic``, which uses ``videorep.train.distributed.set_deterministic``).
+see ``--deterministic``, which uses ``videorep.utils.distributed.set_deterministic``).
 
 If any rank fails (a bad frame, a missing file), it stops, reports the error through the same
 gather, and every rank raises a :class:`~videorep.errors.VideorepError` naming the failing rank
@@ -18,119 +18,15 @@ and item, instead of the others waiting forever.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from videorep.errors import VideorepError
+from videorep.utils.distributed import DistContext
+
+__all__ = ["DistContext", "assign_items", "run_sharded", "split_timing"]
 
 T = TypeVar("T")
-
-_OBJECT_GROUP: Any = None  # gloo group for object collectives when the default backend is not gloo
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process stands in a (possibly trivial) group of evaluation processes.
-
-    Attributes:
-        rank: this process's rank, ``0 <= rank < world_size``.
-        world_size: number of processes sharing the evaluation (1: no sharding).
-        group: the process group used for the object gather (``None``: the default group).
-    """
-
-    rank: int = 0
-    world_size: int = 1
-    group: Any = None
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 prints the table and writes ``results.json``."""
-        return self.rank == 0
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise VideorepError(f"environment variable {name}={raw!r}: expected an integer") from None
-
-
-def current_context() -> DistContext:
-    """The context of an already initialised default process group, else world size 1.
-
-    Library callers (a training loop evaluating under ``torchrun``) get sharding for free when
-    they have set up ``torch.distributed``; nothing is initialised here. Must be called on every
-    rank (it may create the gloo group for objects, a collective call).
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return DistContext()
-    return DistContext(dist.get_rank(), dist.get_world_size(), _object_group())
-
-
-def _object_group() -> Any:
-    """``None`` (the default group) if it is gloo, else a cached gloo group over all ranks."""
-    global _OBJECT_GROUP
-    import torch.distributed as dist
-
-    if dist.get_backend() == "gloo":
-        return None
-    if _OBJECT_GROUP is None:
-        _OBJECT_GROUP = dist.new_group(backend="gloo")
-    return _OBJECT_GROUP
-
-
-@contextmanager
-def distributed_context() -> Iterator[DistContext]:
-    """Context of this process for a command-line run; initialises ``torch.distributed``.
-
-    Reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by ``torchrun``). With ``WORLD_SIZE``
-    unset or 1 nothing is initialised and the context is world size 1. Otherwise a process group
-    is started (``nccl`` with CUDA, device ``LOCAL_RANK``; ``gloo`` without) from the
-    ``MASTER_ADDR``/``MASTER_PORT`` rendezvous torchrun provides, and destroyed on exit unless it
-    already existed.
-    """
-    import torch
-    import torch.distributed as dist
-
-    world = _env_int("WORLD_SIZE", 1)
-    rank = _env_int("RANK", 0)
-    local_rank = _env_int("LOCAL_RANK", 0)
-    if world < 1 or not 0 <= rank < world:
-        raise VideorepError(f"RANK={rank}, WORLD_SIZE={world}: need 0 <= RANK < WORLD_SIZE")
-    if world == 1:
-        yield DistContext()
-        return
-    if dist.is_initialized():  # somebody else owns it
-        yield current_context()
-        return
-    if not dist.is_available():
-        raise VideorepError(f"WORLD_SIZE={world} but this torch build has no torch.distributed")
-    for var in ("MASTER_ADDR", "MASTER_PORT"):
-        if var not in os.environ:
-            raise VideorepError(
-                f"WORLD_SIZE={world} but {var} is not set: launch sharded runs with torchrun "
-                f"(e.g. torchrun --standalone --nproc_per_node {world} -m videorep.cli eval ...)"
-            )
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        backend = "nccl"
-    else:
-        backend = "gloo"
-    global _OBJECT_GROUP
-    dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    try:
-        yield DistContext(rank, world, _object_group())
-    finally:
-        _OBJECT_GROUP = None
-        dist.destroy_process_group()
 
 
 def assign_items(costs: Sequence[float], world_size: int) -> list[int]:
@@ -235,42 +131,3 @@ def split_timing(
         per.append({"sequence": res["sequence"], "rank": rank, "seconds": res.get("seconds")})
         clean.append({k: v for k, v in res.items() if k != "seconds"})
     return clean, {"world_size": ctx.world_size, "per_sequence": per}
-
-
-def quiet(_: str) -> None:
-    """The log of ranks other than 0."""
-
-
-def run_table(
-    items: Sequence[T],
-    work: Callable[[T], dict],
-    dist: DistContext,
-    log: Callable[[str], None],
-    header: str,
-    row: Callable[[dict], str],
-    names: Sequence[str],
-    costs: Sequence[float] | None = None,
-) -> tuple[list[dict], dict]:
-    """The per-item loop every evaluator shares: run, print one table row per item, merge.
-
-    Prints ``header`` and then ``row(result)`` for each item on rank 0 only: as each finishes in
-    a single process, in item order after the merge when sharded. Returns
-    ``(results in item order without "seconds", timing)`` (see :func:`split_timing`).
-    """
-    say = log if dist.is_main else quiet
-    if dist.world_size > 1:
-        say(f"sharded over {dist.world_size} processes")
-    say(header)
-    streaming = dist.world_size == 1  # rows as they finish; sharded: after the merge, in order
-    results, owners = run_sharded(
-        items,
-        work,
-        dist,
-        costs=costs,
-        names=names,
-        on_result=(lambda i, r: say(row(r))) if streaming else None,
-    )
-    if not streaming:
-        for r in results:
-            say(row(r))
-    return split_timing(results, owners, dist)

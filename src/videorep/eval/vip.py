@@ -10,10 +10,11 @@ mIoU is reported too.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from videorep.data.vip import N_CLASSES, VipVideo, list_videos, load_video, read
 from videorep.eval.core import index_to_soft, propagate_frames, soft_to_index, write_indexed_png
 from videorep.eval.metrics import confusion_matrix, iou_per_class, mean_iou
 from videorep.eval.propagation import PropagationConfig
-from videorep.eval.sharding import DistContext, current_context, quiet, run_table
+from videorep.eval.runner import Benchmark, Item, run_benchmark, split_names
 
 
 def evaluate_video(
@@ -83,6 +84,67 @@ def summarize(results: Sequence[dict]) -> dict:
     }
 
 
+@dataclass
+class VipBenchmark(Benchmark):
+    """VIP videos of ``root`` (from ``list_file``, optionally a subset): mIoU of the part maps."""
+
+    name = "vip"
+    help = "VIP human-part propagation (mIoU)"
+    default_size = "480x880"
+    header = f"{'video':<24} {'frames':>6} {'scored':>6} {'mIoU':>6}"
+    index_columns = ("frames", "mIoU")
+
+    root: str | Path
+    extractor: Any
+    config: PropagationConfig
+    list_file: str | Path | None = None
+    videos: list[str] | None = None
+
+    @classmethod
+    def add_arguments(cls, p) -> None:  # noqa: ANN001
+        p.add_argument(
+            "--list", default=None, help="video list (default ROOT/lists/val_videos.txt)"
+        )
+        p.add_argument("--videos", default=None, help="comma-separated subset of the list")
+
+    @classmethod
+    def from_args(cls, args, extractor, config: PropagationConfig) -> VipBenchmark:  # noqa: ANN001
+        return cls(args.root, extractor, config, args.list, split_names(args.videos))
+
+    def items(self) -> list[Item]:
+        names = list_videos(self.root, self.list_file)
+        if self.videos:
+            names = [n for n in names if n in self.videos]
+        return [Item(v.name, len(v.frames), v) for v in (load_video(self.root, n) for n in names)]
+
+    def evaluate(self, item: Item, out: Path, visualizer) -> dict:  # noqa: ANN001
+        ex = self.extractor
+        return evaluate_video(
+            item.data, ex, ex.grid, self.config, out, visualizer_factory=visualizer
+        )
+
+    def outputs(self, item: Item) -> list[str]:
+        v: VipVideo = item.data
+        scored = sorted(t for t in v.annotations if 0 < t < len(v.frames))
+        return [f"{v.name}/{v.frames[t].stem}.png" for t in scored]
+
+    def row(self, r: dict) -> str:
+        return (
+            f"{r['sequence']:<24} {r['n_frames']:>6} {r['scored_frames']:>6} {100 * r['mIoU']:6.1f}"
+        )
+
+    summarize = staticmethod(summarize)  # the module's function: results -> dataset metrics
+
+    def summary_row(self, summary: dict) -> str:
+        return f"{'all (summed confusion)':<24} {'':>6} {'':>6} {100 * summary['mIoU']:6.1f}"
+
+    def settings(self, names: list[str]) -> dict:
+        return {"videos": names} | self.model_settings()
+
+
+BENCHMARK = VipBenchmark
+
+
 def run_vip(
     root: str | Path,
     extractor,
@@ -90,77 +152,13 @@ def run_vip(
     out: str | Path,
     list_file: str | Path | None = None,
     videos: list[str] | None = None,
-    visualize: bool = False,
-    settings: dict | None = None,
-    log: Callable[[str], None] = print,
-    dist: DistContext | None = None,
+    **run: Any,
 ) -> dict:
     """Evaluate on VIP; writes PNGs and ``OUT/results.json``; returns the report.
 
-    Videos are split across the ranks of ``dist`` (default: the initialised ``torch.distributed``
-    group, else one process); rank 0 merges the per-video results in list order - the dataset
+    :class:`VipBenchmark` through :func:`~videorep.eval.runner.run_benchmark` (``run``: its
+    keyword arguments ``visualize``, ``settings``, ``resume``, ``log``, ``dist``). The dataset
     mIoU comes from the sum of the per-video confusion matrices, so it is the same however the
-    videos were split - prints the table and writes ``results.json``.
+    videos were split across ranks.
     """
-    out = Path(out)
-    dist = dist if dist is not None else current_context()
-    say = log if dist.is_main else quiet
-    names = list_videos(root, list_file)
-    if videos:
-        names = [n for n in names if n in videos]
-    vids = [load_video(root, n) for n in names]
-    factory = None
-    if visualize:
-        from videorep.eval.visualize import SequenceVisualizer
-
-        def factory(name: str):
-            return SequenceVisualizer(out, name)
-
-    def work(v: VipVideo) -> dict:
-        return evaluate_video(v, extractor, extractor.grid, config, out, visualizer_factory=factory)
-
-    def row_text(r: dict) -> str:
-        return (
-            f"{r['sequence']:<24} {r['n_frames']:>6} {r['scored_frames']:>6} {100 * r['mIoU']:6.1f}"
-        )
-
-    results, timing = run_table(
-        vids,
-        work,
-        dist,
-        log,
-        f"{'video':<24} {'frames':>6} {'scored':>6} {'mIoU':>6}",
-        row_text,
-        names,
-        costs=[len(v.frames) for v in vids],
-    )
-    summary = summarize(results)
-    if summary:
-        say(f"{'all (summed confusion)':<24} {'':>6} {'':>6} {100 * summary['mIoU']:6.1f}")
-    report = dict(summary)
-    report["per_sequence"] = [{k: v for k, v in r.items() if k != "vis"} for r in results]
-    report["settings"] = dict(settings or {}) | {
-        "videos": names,
-        "propagation": config.to_dict(),
-        "input_size": list(extractor.input_size),
-        "grid": list(extractor.grid),
-    }
-    report["timing"] = timing
-    if not dist.is_main:
-        return report
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    if visualize:
-        from videorep.eval.visualize import write_index_html
-
-        rows = [
-            {
-                "sequence": r["sequence"],
-                "frames": r["n_frames"],
-                "mIoU": r["mIoU"],
-                "vis": r.get("vis"),
-            }
-            for r in results
-        ]
-        write_index_html(out, "VIP", ["frames", "mIoU"], rows)
-    return report
+    return run_benchmark(VipBenchmark(root, extractor, config, list_file, videos), out, **run)

@@ -9,12 +9,13 @@ is kept in memory).
 from __future__ import annotations
 
 import html
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from videorep.eval.core import palette_rgb
+from videorep.eval.core import atomic_write_bytes, palette_rgb
 
 
 def overlay(rgb: np.ndarray, index_map: np.ndarray | None, alpha: float = 0.5) -> np.ndarray:
@@ -54,7 +55,9 @@ class SequenceVisualizer:
         small = np.asarray(Image.fromarray(strip).resize((new_w, self.height), Image.BILINEAR))
         if t % self.strip_every == 0:
             path = self.dir / f"strip_{t:05d}.png"
-            Image.fromarray(small).save(path)
+            buf = io.BytesIO()
+            Image.fromarray(small).save(buf, format="PNG")
+            atomic_write_bytes(path, buf.getvalue())
             self.strips.append(str(path.relative_to(self.dir.parent.parent)))
         self._encode(small)
 
@@ -117,7 +120,7 @@ def write_index_html(out_dir: Path, title: str, columns: list[str], rows: list[d
         parts += [f"<img src='{esc(s)}' alt='{esc(s)}'>" for s in vis.get("strips", [])]
     parts.append("<p>Panels: frame | ground truth | prediction.</p></body></html>")
     path = Path(out_dir) / "index.html"
-    path.write_text("\n".join(parts))
+    atomic_write_bytes(path, "\n".join(parts).encode())
     return path
 
 

@@ -1,13 +1,12 @@
-"""Multi-process training under ``torchrun``, the gradient-correct collectives, and determinism.
+"""Multi-process training under ``torchrun``: the gradient-correct collectives.
 
 Launch::
 
     torchrun --nproc-per-node 2 -m videorep.cli train cosettle --data ... --out runs/x
 
-:func:`init_from_env` reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (set by ``torchrun``) and
-starts the default process group: ``nccl`` when CUDA is available, ``gloo`` otherwise (CPU).
-Without those variables it does nothing and the run is a plain single process (world size 1 of
-the same code path).
+Rank, world size, starting the process group (:func:`init_from_env`, :func:`cleanup`) and
+:func:`set_deterministic` come from :mod:`videorep.utils.distributed`, shared with evaluation,
+and are re-exported here. This module keeps what only training needs.
 
 How a distributed step equals a single-process step on the same global batch
 -----------------------------------------------------------------------------
@@ -36,9 +35,7 @@ How a distributed step equals a single-process step on the same global batch
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -46,71 +43,37 @@ from torch import Tensor, nn
 
 from videorep.errors import VideorepError
 
-_STARTED_HERE = False
+# The generic pieces live in videorep.utils.distributed (shared with evaluation); they are
+# re-exported here for the training code that imports them from this module.
+from videorep.utils.distributed import (
+    choose_backend,
+    cleanup,
+    device,
+    init_from_env,
+    is_distributed,
+    local_rank,
+    on_cleanup,
+    rank,
+    set_deterministic,
+    world_size,
+)
 
-
-def is_distributed() -> bool:
-    """True when a process group with more than one rank is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def choose_backend() -> str:
-    """``nccl`` when CUDA is available (one GPU per process), else ``gloo``."""
-    return "nccl" if torch.cuda.is_available() else "gloo"
-
-
-def init_from_env(timeout_s: float = 1800.0) -> tuple[int, int]:
-    """Start the process group from ``torchrun``'s environment; ``(rank, world_size)``.
-
-    Idempotent: an already initialised group is reused. Without ``WORLD_SIZE`` (or with
-    ``WORLD_SIZE=1``) nothing is started and ``(0, 1)`` is returned. On CUDA, each process uses
-    the GPU ``LOCAL_RANK``.
-    """
-    global _STARTED_HERE
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank_ = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-    except ValueError as exc:
-        raise VideorepError(
-            f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}"
-        ) from None
-    if world <= 1:
-        return 0, 1
-    if not dist.is_available():
-        raise VideorepError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    backend = choose_backend()
-    if backend == "nccl":
-        torch.cuda.set_device(local)
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
-    _STARTED_HERE = True
-    return rank_, world
-
-
-def cleanup() -> None:
-    """Destroy the process group if :func:`init_from_env` started it."""
-    global _STARTED_HERE, _SIDE_GROUP
-    if _STARTED_HERE and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    _STARTED_HERE = False
-    _SIDE_GROUP = None
-
-
-def device() -> torch.device:
-    """The device of this process: its GPU under nccl, else the CPU."""
-    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+__all__ = [
+    "GlobalBatchNorm",
+    "all_gather_with_grad",
+    "all_reduce_mean_",
+    "all_reduce_sum_with_grad",
+    "choose_backend",
+    "cleanup",
+    "convert_batchnorm",
+    "device",
+    "init_from_env",
+    "is_distributed",
+    "local_rank",
+    "rank",
+    "set_deterministic",
+    "world_size",
+]
 
 
 def all_gather_with_grad(x: Tensor) -> Tensor:
@@ -128,6 +91,14 @@ def all_gather_with_grad(x: Tensor) -> Tensor:
 
 
 _SIDE_GROUP = None
+
+
+def _forget_side_group() -> None:
+    global _SIDE_GROUP
+    _SIDE_GROUP = None
+
+
+on_cleanup(_forget_side_group)  # the side group dies with the default group
 
 
 def _side_group():  # noqa: ANN202
@@ -225,23 +196,3 @@ def convert_batchnorm(module: nn.Module) -> int:
                 child.__class__ = GlobalBatchNorm
             replaced += 1
     return replaced
-
-
-def set_deterministic(threads: int | None = 1) -> dict:
-    """Reproducible arithmetic run to run: deterministic kernels and a fixed thread count.
-
-    ``torch.use_deterministic_algorithms(True)`` (ops without a deterministic kernel raise
-    instead of varying), ``CUBLAS_WORKSPACE_CONFIG`` for CUDA GEMMs, no cuDNN autotuning, and
-    ``torch.set_num_threads(threads)`` (``None`` leaves it): the intra-op thread count changes
-    how reductions are split and so their rounding. Returns ``{"deterministic": True,
-    "threads": n}`` for the run's settings record.
-    """
-    if threads is not None and threads < 1:
-        raise VideorepError(f"--threads {threads}: must be at least 1")
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return {"deterministic": True, "threads": torch.get_num_threads()}

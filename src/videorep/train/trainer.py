@@ -11,7 +11,7 @@ randomness in ``before_optimizer_step``; together with the restored optimiser st
 reproduces the uninterrupted one bit for bit on CPU.
 
 Distributed (``torchrun``, see :mod:`videorep.train.distributed`): ``rank`` and ``world_size``
-come from ``torch.distributed`` when it is initialised. The same loop runs on every rank: each
+come from ``torch.distributed`` when it is initialised (:mod:`videorep.utils.distributed`). The same loop runs on every rank: each
 rank takes its slice of every micro-batch, BatchNorms become global-batch ones, the method is
 wrapped in DistributedDataParallel (only its trainable parameters are reduced; frozen sub-modules
 are ignored), the logged metrics and the Ctrl-C request are averaged / shared across ranks, and
@@ -46,6 +46,7 @@ from videorep.errors import VideorepError
 from videorep.train.checkpoint import FORMAT, atomic_save, load_checkpoint
 from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
+from videorep.utils.distributed import rank_and_world_size
 
 
 @dataclass
@@ -79,11 +80,8 @@ class TrainConfig:
         return cfg
 
 
-def dist_info() -> tuple[int, int]:
-    """``(rank, world_size)``; ``(0, 1)`` without an initialised process group."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+# Thin alias kept for the callers outside this file (train/commands.py, methods/bodvcl/cli.py).
+dist_info = rank_and_world_size
 
 
 class MicroBatchSampler(Sampler[list[int]]):
@@ -201,7 +199,7 @@ class Trainer:
         self.collate_fn = collate_fn
         self.worker_init_fn = worker_init_fn
         self.sampler_factory = sampler_factory or MicroBatchSampler
-        self.rank, self.world = dist_info()
+        self.rank, self.world = rank_and_world_size()
         self.out = Path(config.out)
         self.global_batch = config.batch_size * config.accum * self.world
         n = len(dataset)  # type: ignore[arg-type]
@@ -491,7 +489,7 @@ class Trainer:
         values = {k: float(v) for k, v in metrics.items()}
         if self.world == 1:
             return values
-        from videorep.train.distributed import device
+        from videorep.utils.distributed import device
 
         keys = sorted(values)
         flag = 1.0 if stop is not None and stop.requested else 0.0
