@@ -22,8 +22,10 @@ from videorep.errors import VideorepError
 FORMAT = "videorep-checkpoint-v1"
 
 KILL_HOOK = "VIDEOREP_TEST_KILL_IN_SAVE"
-"""Test hook: ``after-temp-write`` makes the process SIGKILL itself after the temporary file is
-written and synced, before ``os.replace`` (a deterministic mid-write kill for the resume tests)."""
+"""Test hook: ``after-temp-write`` (or ``after-temp-write:K``, the K-th save of this process) makes
+the process SIGKILL itself after the temporary file is written and synced, before ``os.replace``:
+a deterministic mid-write kill for the resume tests."""
+_saves = 0
 
 
 def rng_state() -> dict:
@@ -55,6 +57,17 @@ def set_rng_state(state: dict) -> None:
     random.setstate((int(version), tuple(int(x) for x in internal), gauss_next))
 
 
+def _kill_hook() -> None:
+    global _saves
+    hook = os.environ.get(KILL_HOOK, "")
+    if not hook.startswith("after-temp-write"):
+        return
+    _saves += 1
+    _, _, nth = hook.partition(":")
+    if _saves == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)  # die between writing the temp file and renaming
+
+
 def atomic_save(obj: object, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
@@ -70,8 +83,7 @@ def atomic_save(obj: object, path: str | Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        if os.environ.get(KILL_HOOK) == "after-temp-write":
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between write and rename
+        _kill_hook()
         os.replace(tmp, path)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
             stale.unlink(missing_ok=True)
