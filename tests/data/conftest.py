@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 WIDTH, HEIGHT = 96, 64
-DAVIS_480P = Path("/work/shared/data/davis-sample/JPEGImages/480p")
 
 
 def pattern(k: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
@@ -76,6 +75,12 @@ def write_audio_only(path: Path) -> Path:
         container.mux(packet)
     container.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def davis_480p(davis_sample: Path) -> Path:
+    """The DAVIS sample's 480p frame folders (skips/fails as tests/conftest.py says if absent)."""
+    return davis_sample / "JPEGImages" / "480p"
 
 
 @pytest.fixture(scope="session")

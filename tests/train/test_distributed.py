@@ -106,13 +106,16 @@ def test_torchrun_vmoco_equals_single_process(frames, tmp_path, bilevel, decoupl
     args += ["--queue-size", "12", "--bilevel", bilevel, "--lr", "1e-3", *COMMON]
     run([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"], False, tmp_path)
     run([*args, "--out", str(tmp_path / "two"), "--batch-size", "2"], True, tmp_path)
-    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["method_state"]
-    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["method_state"]
+    one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["method_state"]
+    two = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["method_state"]
     l1, l2 = losses(tmp_path / "one"), losses(tmp_path / "two")
     dw = max_diff(one, two)
     print(f"v-moco {bilevel} {dtype}: max |dloss| {np.abs(l1 - l2).max():.2e}, max |dw| {dw:.2e}")
-    np.testing.assert_allclose(l2, l1, atol=1e-5, rtol=0)
-    assert max_diff(one, two) < 1e-5
+    # float64 weights agree to ~4e-14 (README: 1e-13); the logged losses carry ~5e-7 (the log
+    # holds them at float32 precision), so they keep a looser bound
+    wtol, ltol = (1e-12, 1e-6) if dtype == "float64" else (1e-5, 1e-5)
+    np.testing.assert_allclose(l2, l1, atol=ltol, rtol=0)
+    assert max_diff(one, two) < wtol
     # the queue holds the keys of both ranks: 4 steps x 8 keys wrapped around a queue of 12
     head = "heads.static" if decoupled else "heads.clip"
     assert int(one[f"{head}.queue_ptr"]) == int(two[f"{head}.queue_ptr"]) == 32 % 12

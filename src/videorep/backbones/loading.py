@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import pickle
 import warnings
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import timm
@@ -20,8 +23,10 @@ def read_checkpoint(path: str | Path) -> object:
     """Read a checkpoint file (``.pth``/``.pt``/``.tar``, TorchScript, or ``.safetensors``).
 
     Pickled checkpoints are read with ``weights_only=True`` (``argparse.Namespace`` allowed, as
-    DINO and MAE store their arguments that way). Raises one clear error for a missing, empty,
-    truncated or corrupt file.
+    DINO and MAE store their arguments that way); TorchScript archives (OpenAI CLIP) are read by
+    :func:`read_torchscript_tensors`, which takes their tensors without compiling or running
+    the archive's code. Nothing in the file can execute code. Raises one clear error for a
+    missing, empty, truncated, corrupt or code-carrying file.
     """
     path = Path(path)
     if not path.is_file():
@@ -36,22 +41,95 @@ def read_checkpoint(path: str | Path) -> object:
         except Exception as exc:
             raise VideorepError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
     try:
+        if _is_torchscript(path):  # OpenAI CLIP ships TorchScript archives
+            return read_torchscript_tensors(path)
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as first:
-        try:  # OpenAI CLIP ships TorchScript archives
-            with warnings.catch_warnings():  # torch.jit.load's deprecation notice
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception:
-            reason = (
-                str(first).strip().splitlines()[0][:200]
-                if str(first).strip()
-                else type(first).__name__
-            )
-            raise VideorepError(
-                f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
-            ) from None
+        reason = (
+            str(first).strip().splitlines()[0][:200] if str(first).strip() else type(first).__name__
+        )
+        raise VideorepError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from None
+
+
+class _ScriptObject:
+    """Stands in for a TorchScript module while its archive is unpickled: keeps its attributes."""
+
+    def __setstate__(self, state: object) -> None:
+        self.attributes = state if isinstance(state, dict) else {}
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    """Unpickles a TorchScript ``data.pkl`` allowing only tensors, storages and module shells."""
+
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, data: bytes) -> None:
+        import io
+
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix = archive, prefix
+
+    def find_class(self, module: str, name: str) -> object:
+        if module == "__torch__" or module.startswith("__torch__."):
+            return _ScriptObject
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return torch._utils._rebuild_tensor_v2
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch" and name.endswith("Storage") and name.isidentifier():
+            storage = getattr(torch, name, None)
+            if isinstance(storage, type):
+                return storage
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a TorchScript archive")
+
+    def persistent_load(self, pid: object) -> object:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        _, storage_type, key, _, _ = pid
+        with warnings.catch_warnings():  # the legacy storage classes warn on .dtype
+            warnings.simplefilter("ignore", UserWarning)
+            dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
+        raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+        untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else None
+        if untyped is None:
+            untyped = torch.UntypedStorage(0)
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A zip archive with a ``<name>/code/`` folder (how ``torch.jit.save`` lays it out)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.count("/") >= 2 and n.split("/")[1] == "code" for n in archive.namelist())
+
+
+def read_torchscript_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of a TorchScript archive as a state dict, without running it.
+
+    ``torch.jit.load`` compiles and runs the archive's code; this reads only ``data.pkl`` with an
+    unpickler that admits tensors and module shells and nothing callable.
+    """
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        prefix = names[0][: -len("data.pkl")] if len(names) == 1 else ""
+        if not prefix or not any(n.startswith(f"{prefix}code/") for n in archive.namelist()):
+            raise ValueError("not a TorchScript archive")
+        root = _TorchScriptUnpickler(archive, prefix, archive.read(names[0])).load()
+    state: dict[str, torch.Tensor] = {}
+
+    def walk(obj: object, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            state[name] = obj
+        elif isinstance(obj, _ScriptObject):
+            for key, value in getattr(obj, "attributes", {}).items():
+                walk(value, f"{name}.{key}" if name else str(key))
+
+    walk(root, "")
+    if not state:
+        raise ValueError("the TorchScript archive holds no tensors")
+    return state
 
 
 def _build_vit(spec: BackboneSpec, grid: tuple[int, int] | None = None) -> torch.nn.Module:

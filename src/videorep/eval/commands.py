@@ -105,7 +105,7 @@ def build_extractor(args: argparse.Namespace):
     if args.projection:
         from videorep.methods.cosettle.heads import load_projection
 
-        projection = load_projection(args.projection)
+        projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
         projection.eval()
     return FeatureExtractor(encoder, parse_size(args.size), projection)
 

@@ -16,8 +16,10 @@ class CachingEncoder:
     (the demo's before/after table, a recipe sweep) pays the encoder once per frame. The key is a
     hash of the input tensor's bytes plus its shape; the cache holds CPU tensors ``[B, N, D]``.
 
-    With ``directory`` the tokens are also written there (one ``.pt`` file per key, written
-    atomically) and read back by later processes, so a sweep can be re-run without re-encoding.
+    With ``directory`` the tokens are also written there (one ``.safetensors`` file per key,
+    written atomically) and read back by later processes, so a sweep can be re-run without
+    re-encoding. Entries are never unpickled: a damaged or foreign entry is one
+    :class:`VideorepError` naming the file.
     The directory is tied to one encoder: its name is recorded in ``encoder.txt`` and a cache
     made by another encoder is refused.
     """
@@ -52,18 +54,44 @@ class CachingEncoder:
         key = hashlib.blake2b(data, digest_size=16).hexdigest() + "_" + shape
         tokens = self.cache.get(key)
         if tokens is None and self.directory is not None:
-            path = self.directory / f"{key}.pt"
+            path = self.directory / f"{key}.safetensors"
             if path.is_file():
-                tokens = torch.load(path, weights_only=True)
+                tokens = _read_entry(path)
                 self.cache[key] = tokens
         if tokens is None:
             self.misses += 1
             tokens = self.encoder(images)
             self.cache[key] = tokens
             if self.directory is not None:
-                tmp = self.directory / f".{key}.{os.getpid()}.tmp"
-                torch.save(tokens.detach().cpu(), tmp)
-                os.replace(tmp, self.directory / f"{key}.pt")
+                _write_entry(self.directory / f"{key}.safetensors", tokens)
         else:
             self.hits += 1
         return tokens
+
+
+def _read_entry(path: Path) -> torch.Tensor:
+    """The tokens stored in one cache entry (safetensors: no code runs while reading)."""
+    from safetensors.torch import load_file
+
+    from videorep.errors import VideorepError
+
+    try:
+        tokens = load_file(str(path))["tokens"]
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise VideorepError(
+            f"{path}: not a readable feature-cache entry ({reason}); delete it to recompute"
+        ) from None
+    return tokens
+
+
+def _write_entry(path: Path, tokens: torch.Tensor) -> None:
+    """Write ``tokens`` to ``path`` atomically (temporary file in the same folder, rename)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({"tokens": tokens.detach().cpu().contiguous()}, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import signal
 import sys
 import time
@@ -38,12 +37,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videorep.errors import VideorepError
-from videorep.train.checkpoint import FORMAT, atomic_save, load_checkpoint
+from videorep.train.checkpoint import (
+    FORMAT,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
 from videorep.utils.distributed import rank_and_world_size
@@ -273,11 +277,7 @@ class Trainer:
             "step": self.step,
             "total_steps": self.total_steps,
             "config": self._full_config(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_state(),
         }
         atomic_save(state, self.checkpoint_path)
 
@@ -319,9 +319,7 @@ class Trainer:
         self.step = int(ckpt["step"])
         rng = ckpt.get("rng", {})
         if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
+            set_rng_state(rng)
         if self.is_main:
             self._trim_log(self.step)
 

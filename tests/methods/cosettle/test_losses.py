@@ -114,3 +114,109 @@ def test_head_structure_follows_the_released_adapter() -> None:
     expected = torch.nn.functional.layer_norm(z, (8,))
     cos = torch.nn.functional.cosine_similarity(head(z), expected, dim=-1)
     assert cos.min() > 0.99
+
+
+# ------------------------------------------------------------------------------------------------
+# Random tokens against an independent numpy transcription of the authors' definition
+# (shared/notes/method-notes.md): L2-normalised tokens, 2x2 average pooling, rows of
+# A = softmax_rows(p_a p_b^T / tau) multiplied IN PATH ORDER, cross-entropy of log(P + 1e-6)
+# rows against the identity. Permutation-matrix similarities cannot tell a transposed softmax or
+# a reversed walk from the real one (all give 1.8614 in the test above); random tokens can.
+# ------------------------------------------------------------------------------------------------
+
+
+def numpy_cycle_loss(
+    tokens: np.ndarray, grid: tuple[int, int], tau: float, pool: int, path: list[int]
+) -> tuple[float, float]:
+    """Loss and accuracy of the walk along ``path`` over ``tokens`` ``[B, K, N, d]`` (float64)."""
+    b, k, _, d = tokens.shape
+    h, w = grid
+    x = tokens.reshape(b, k, h // pool, pool, w // pool, pool, d).mean(axis=(3, 5))
+    x = x.reshape(b, k, -1, d)
+    n = x.shape[2]
+    losses, hits = [], []
+    for v in range(b):
+        walk = np.eye(n)
+        for src, dst in zip(path[:-1], path[1:]):
+            s = x[v, src] @ x[v, dst].T / tau
+            e = np.exp(s - s.max(axis=1, keepdims=True))
+            walk = walk @ (e / e.sum(axis=1, keepdims=True))  # rows: where patch i walks to
+        logits = np.log(walk + 1e-6)
+        # cross_entropy(logits, i) = -log_softmax(logits)[i]
+        log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        losses.extend(-log_softmax[np.arange(n), np.arange(n)])
+        hits.extend(logits.argmax(axis=1) == np.arange(n))
+    return float(np.mean(losses)), float(np.mean(hits))
+
+
+def random_unit_tokens(b: int, k: int, n: int, d: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((b, k, n, d))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    ("frames", "path"),
+    [(2, [0, 1, 2]), (3, [0, 1, 2, 1, 3])],  # 1 -> 2 -> 1~ ; palindrome 1 -> 2 -> 3 -> 2 -> 1~
+)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_tokens_pool2_match_the_numpy_walk_in_path_order(frames, path, seed) -> None:
+    grid, tau = (4, 6), 0.1
+    tokens = random_unit_tokens(2, frames + 1, grid[0] * grid[1], 8, seed)
+    expected, expected_acc = numpy_cycle_loss(tokens, grid, tau, pool=2, path=path)
+    loss, acc = cycle_loss(torch.from_numpy(tokens), grid, tau=tau, pool=2)
+    assert walk_path(frames) == path
+    assert loss.item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert acc.item() == pytest.approx(expected_acc, abs=1e-7)  # accuracy is float32
+    # the test tells the real walk from the variants that permutation matrices cannot
+    reversed_walk, _ = numpy_cycle_loss(tokens, grid, tau, pool=2, path=path[::-1])
+    assert abs(reversed_walk - expected) > 1e-3 or frames == 2
+    no_pool, _ = numpy_cycle_loss(tokens, grid, tau, pool=1, path=path)
+    assert abs(no_pool - expected) > 1e-2
+
+
+def test_transposed_softmax_gives_another_loss_on_random_tokens() -> None:
+    """Guard for the guard: a column softmax is far from the row softmax on random tokens."""
+    grid, tau = (4, 6), 0.1
+    x = torch.from_numpy(random_unit_tokens(2, 3, 24, 8, 0))
+    pooled = pool_tokens(x, grid, 2)
+    walk = None
+    for src, dst in ((0, 1), (1, 2)):
+        sim = torch.einsum("bnd,bmd->bnm", pooled[:, src], pooled[:, dst]) / tau
+        step = torch.softmax(sim, dim=-2)  # the wrong axis
+        walk = step if walk is None else walk @ step
+    logits = torch.log(walk + 1e-6).reshape(-1, walk.shape[-1])
+    target = torch.arange(walk.shape[-1]).repeat(2)
+    wrong = F.cross_entropy(logits, target).item()
+    right, _ = numpy_cycle_loss(x.numpy(), grid, tau, pool=2, path=[0, 1, 2])
+    assert abs(wrong - right) > 1e-2
+
+
+def test_method_regulariser_is_kl_of_normalised_z_against_p_in_that_order() -> None:
+    """CoSettle.losses: reg_loss = KL(softmax(normalize(z)) || softmax(p)), p = project(z)."""
+    from videorep.backbones import load_encoder
+    from videorep.methods.cosettle import CoSettle, CoSettleConfig
+
+    method = CoSettle(load_encoder("random_vit_tiny16"), CoSettleConfig(reg="kl"))
+    torch.nn.init.normal_(method.head.net[0].weight, std=0.2)  # p far from z
+    method.head.double()  # float64 end to end: the order test below needs ~1e-9 agreement
+    gen = torch.Generator().manual_seed(0)
+    z = 3 * torch.randn(2, 3, 16, 192, generator=gen, dtype=torch.float64)
+    out = method.losses(z, (4, 4))
+    with torch.no_grad():
+        p = method.project(z).double().numpy()
+    zn = z.double().numpy()
+    zn = zn / np.linalg.norm(zn, axis=-1, keepdims=True)
+
+    def softmax(a: np.ndarray) -> np.ndarray:
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    q, r = softmax(zn), softmax(p)
+    kl_zp = float((q * (np.log(q) - np.log(r))).sum() / z.shape[0])  # batchmean: / B
+    kl_pz = float((r * (np.log(r) - np.log(q))).sum() / z.shape[0])
+    assert out["reg_loss"].dtype == torch.float64
+    assert out["reg_loss"].item() == pytest.approx(kl_zp, rel=1e-9)
+    assert abs(kl_zp - kl_pz) > 1e-5 * kl_zp  # the order matters, far beyond the tolerance
+    unnormalised = softmax(z.double().numpy())
+    kl_raw = float((unnormalised * (np.log(unnormalised) - np.log(r))).sum() / z.shape[0])
+    assert abs(kl_raw - kl_zp) > 1e-5 * kl_zp  # and so does normalising z

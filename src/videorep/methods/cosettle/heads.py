@@ -41,6 +41,7 @@ class ProjectionHead(nn.Module):
         if init not in INITS:
             raise VideorepError(f"unknown head init {init!r}; choose one of {', '.join(INITS)}")
         self.dim, self.kind, self.init = dim, kind, init
+        self.source = ""  # where a loaded head came from, for error messages
         n_linear = {"linear": 1, "mlp2": 2, "mlp3": 3}[kind]
         layers: list[nn.Module] = []
         for i in range(n_linear):
@@ -69,6 +70,12 @@ class ProjectionHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[-1] != self.dim:  # every path (CLI, API, demo) gets this check
+            where = f"{self.source}: " if self.source else ""
+            raise VideorepError(
+                f"{where}projection width {self.dim} does not match the encoder width "
+                f"{tokens.shape[-1]} (a head trained on another backbone?)"
+            )
         return self.net(tokens)
 
     def config(self) -> dict:
@@ -126,6 +133,7 @@ def load_projection(path: str | Path, expect_dim: int | None = None) -> Projecti
             f"{folder}: projection width {head.dim} (trained on {backbone}) does not match the "
             f"encoder width {expect_dim}"
         )
+    head.source = f"{folder} (trained on {config.get('backbone', 'another backbone')})"
     missing, unexpected = head.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise VideorepError(

@@ -10,6 +10,7 @@ repeat after ``K`` views per video, and tokens are rounded to float16.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -21,6 +22,28 @@ from torch.utils.data import Dataset
 from videorep.errors import VideorepError
 
 BANK_FORMAT = "videorep-view-bank-v1"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(data, indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def build_view_bank(
@@ -35,60 +58,106 @@ def build_view_bank(
     """Encode ``views`` samples of every item of ``dataset`` into ``folder`` (reused if present).
 
     ``identity`` (backbone, data settings, seed, ...) is stored with the bank; an existing bank
-    with another identity is rebuilt. The file is written under a temporary name and renamed
-    when complete, so an interrupted build never leaves a bank that looks finished.
+    with another identity is rebuilt. The tokens are appended chunk by chunk (``batch_size``
+    items) to ``.tokens.rank<R>.partial`` and each complete chunk is recorded in
+    ``progress.rank<R>.json``; an interrupted build (Ctrl-C, kill, full disk) keeps every
+    complete chunk and the next call with the same identity continues from the last one, giving
+    the same bytes as an uninterrupted build. Only a complete bank is renamed to ``tokens.f16``
+    and described by ``meta.json``, so an unfinished one never looks finished.
+
+    Raises:
+        VideorepError: a write failed (disk full, permission); the complete chunks are kept.
+        TrainingInterrupted: Ctrl-C during the build; the complete chunks are kept.
     """
     folder = Path(folder)
-    meta_path = folder / "meta.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("identity") == identity and (folder / "tokens.f16").is_file():
-                return folder
-        except ValueError:
-            pass
+    meta_path, tokens_path = folder / "meta.json", folder / "tokens.f16"
+    meta = _read_json(meta_path)
+    if meta is not None and meta.get("identity") == identity and tokens_path.is_file():
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
+    meta_path.unlink(missing_ok=True)  # a bank being replaced must not look finished
+    rank = os.environ.get("RANK", "0")  # torchrun ranks build their own copy side by side
+    partial = folder / f".tokens.rank{rank}.partial"
+    progress_path = folder / f"progress.rank{rank}.json"
     n = len(dataset)
     total = views * n
     first = dataset[0]["frames"][None]
     z0, grid = method.encode(first)
     shape = (total, *z0.shape[1:])
-    tmp = folder / f".tokens.{os.getpid()}.tmp"
-    bank = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="view bank", dynamic_ncols=True)
-    try:
-        for v in range(views):
-            dataset.set_epoch(v)
-            for start in range(0, n, batch_size):
-                idx = list(range(start, min(n, start + batch_size)))
-                frames = torch.stack([dataset[i]["frames"] for i in idx])
-                method.pea_generator.manual_seed(method.seed * 7_000_003 + v * 100_003 + start)
-                z, _ = method.encode(frames)
-                bank[v * n + start : v * n + start + len(idx)] = z.numpy().astype(np.float16)
-                if bar is not None:
-                    bar.update(len(idx))
-        bank.flush()
-        del bank
-        os.replace(tmp, folder / "tokens.f16")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    meta = {
+    plan = {
         "format": BANK_FORMAT,
         "identity": identity,
         "views": views,
         "items": n,
         "shape": list(shape),
         "grid": list(grid),
+        "chunk": batch_size,
     }
-    meta_path.write_text(json.dumps(meta, indent=2))
+    row_bytes = int(np.prod(shape[1:])) * 2  # float16
+    header = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        header, {"descr": "<f2", "fortran_order": False, "shape": shape}
+    )
+    header = header.getvalue()
+    done = 0
+    state = _read_json(progress_path)
+    if (
+        state is not None
+        and state.get("plan") == plan
+        and partial.is_file()
+        and partial.stat().st_size >= len(header) + int(state.get("done", 0)) * row_bytes
+    ):
+        done = int(state["done"])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=done, desc="view bank", dynamic_ncols=True)
+    try:
+        with open(partial, "r+b" if done else "wb") as fh:
+            if done:
+                fh.truncate(len(header) + done * row_bytes)  # drop a half-written chunk
+                fh.seek(0, os.SEEK_END)
+            else:
+                fh.write(header)
+            for v in range(views):
+                epoch_set = False
+                for start in range(0, n, batch_size):
+                    idx = list(range(start, min(n, start + batch_size)))
+                    if v * n + start + len(idx) <= done:
+                        continue  # finished before an interruption
+                    if not epoch_set:
+                        dataset.set_epoch(v)
+                        epoch_set = True
+                    frames = torch.stack([dataset[i]["frames"] for i in idx])
+                    seed = method.seed * 7_000_003 + v * 100_003 + start
+                    method.pea_generator.manual_seed(seed)
+                    z, _ = method.encode(frames)
+                    fh.write(np.ascontiguousarray(z.numpy().astype("<f2")).tobytes())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    done = v * n + start + len(idx)
+                    _write_json(progress_path, {"plan": plan, "done": done})
+                    if bar is not None:
+                        bar.update(len(idx))
+        os.replace(partial, tokens_path)
+        _write_json(meta_path, {k: v for k, v in plan.items() if k != "chunk"})
+        progress_path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise VideorepError(
+            f"could not write view bank {partial} ({exc.strerror or exc}); the {done} of "
+            f"{total} token sets finished so far are kept: rerun the same command to continue"
+        ) from None
+    except KeyboardInterrupt:
+        from videorep.train.trainer import TrainingInterrupted
+
+        raise TrainingInterrupted(
+            f"interrupted while building the view bank {folder}: {done} of {total} token sets "
+            "kept (rerun the same command to continue)"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
     return folder
 
 
@@ -103,7 +172,23 @@ class ViewBankDataset(Dataset):
             raise VideorepError(f"{folder}: not a view bank ({exc})") from None
         if meta.get("format") != BANK_FORMAT:
             raise VideorepError(f"{folder}: not a videorep view bank")
-        self.tokens = np.load(folder / "tokens.f16", mmap_mode="r")
+        path = folder / "tokens.f16"
+        try:  # never unpickles: a pickle in place of the tokens is refused, not run
+            self.tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise VideorepError(
+                f"{path}: not a view-bank token file ({exc}); delete {folder} to rebuild it"
+            ) from None
+        if (
+            not isinstance(self.tokens, np.ndarray)
+            or self.tokens.dtype != np.float16
+            or list(self.tokens.shape) != list(meta.get("shape", []))
+        ):
+            raise VideorepError(
+                f"{path}: holds {getattr(self.tokens, 'dtype', '?')} "
+                f"{list(getattr(self.tokens, 'shape', []))}, not the float16 "
+                f"{meta.get('shape')} its meta.json describes; delete {folder} to rebuild it"
+            )
         self.grid = torch.tensor(meta["grid"], dtype=torch.long)
 
     def __len__(self) -> int:
