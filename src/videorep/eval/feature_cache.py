@@ -35,10 +35,16 @@ class CachingEncoder:
 
             self.directory.mkdir(parents=True, exist_ok=True)
             tag = self.directory / "encoder.txt"
-            if tag.is_file() and tag.read_text().strip() != self.name:
+            try:
+                made_by = tag.read_text(encoding="utf-8").strip() if tag.is_file() else self.name
+            except (OSError, UnicodeDecodeError) as exc:
+                raise VideorepError(
+                    f"{tag}: unreadable feature-cache tag ({exc}); use another directory"
+                ) from None
+            if made_by != self.name:
                 raise VideorepError(
                     f"{self.directory}: feature cache was made by encoder "
-                    f"{tag.read_text().strip()!r}, not {self.name!r}; use another directory"
+                    f"{made_by[:100]!r}, not {self.name!r}; use another directory"
                 )
             tag.write_text(self.name + "\n")
 
@@ -54,7 +60,7 @@ class CachingEncoder:
         if tokens is None and self.directory is not None:
             path = self.directory / f"{key}.pt"
             if path.is_file():
-                tokens = torch.load(path, weights_only=True)
+                tokens = _load_entry(path, images.shape[0], self.embed_dim)
                 self.cache[key] = tokens
         if tokens is None:
             self.misses += 1
@@ -67,3 +73,29 @@ class CachingEncoder:
         else:
             self.hits += 1
         return tokens
+
+
+def _load_entry(path: Path, batch: int, dim: int) -> torch.Tensor:
+    """One cached ``[B, N, D]`` entry; a damaged or foreign file is one error naming it."""
+    from videorep.errors import VideorepError
+
+    try:
+        tokens = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise VideorepError(
+            f"{path}: unreadable feature-cache entry ({reason}); delete it to recompute"
+        ) from None
+    if (
+        not isinstance(tokens, torch.Tensor)
+        or tokens.dim() != 3
+        or tokens.shape[0] != batch
+        or tokens.shape[2] != dim
+        or not tokens.is_floating_point()
+    ):
+        what = list(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+        raise VideorepError(
+            f"{path}: feature-cache entry holds {what}, expected [{batch}, N, {dim}] floats; "
+            "delete it to recompute"
+        )
+    return tokens

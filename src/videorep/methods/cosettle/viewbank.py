@@ -98,13 +98,25 @@ class ViewBankDataset(Dataset):
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
         try:
-            meta = json.loads((folder / "meta.json").read_text())
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise VideorepError(f"{folder}: not a view bank ({exc})") from None
-        if meta.get("format") != BANK_FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT:
             raise VideorepError(f"{folder}: not a videorep view bank")
-        self.tokens = np.load(folder / "tokens.f16", mmap_mode="r")
-        self.grid = torch.tensor(meta["grid"], dtype=torch.long)
+        tokens_path = folder / "tokens.f16"
+        try:
+            self.tokens = np.load(tokens_path, mmap_mode="r", allow_pickle=False)
+            shape, grid = [int(x) for x in meta["shape"]], [int(x) for x in meta["grid"]]
+        except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+            raise VideorepError(
+                f"{tokens_path}: damaged view bank ({exc}); delete {folder} to rebuild it"
+            ) from None
+        if list(self.tokens.shape) != shape or self.tokens.dtype != np.float16 or len(grid) != 2:
+            raise VideorepError(
+                f"{tokens_path}: view bank holds {self.tokens.dtype} {list(self.tokens.shape)}, "
+                f"meta.json says float16 {shape}; delete {folder} to rebuild it"
+            )
+        self.grid = torch.tensor(grid, dtype=torch.long)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
