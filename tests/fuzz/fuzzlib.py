@@ -373,9 +373,7 @@ def schedule(target: Target, cases: int, seed: int) -> list[tuple[str, int]]:
 def run_target(target: Target, cases: int, seed: int, pool: dict[str, bytes], folder: Path):
     """Run ``cases`` mutations of ``target``; returns ``(Counter of outcomes, failures)``."""
     own = target.seed.read_bytes()
-    others = [
-        b for k, b in pool.items() if k not in target.compatible and not own.startswith(b)
-    ]
+    others = [b for k, b in pool.items() if k not in target.compatible and not own.startswith(b)]
     counts: Counter = Counter()
     failures = []
     for kind, index in schedule(target, cases, seed):

@@ -26,7 +26,7 @@ from fuzzlib import (
     text_junk,
 )
 
-from videorep.data.davis import list_sequences, load_sequence, read_annotation, read_split
+from videorep.data.davis import list_sequences, load_sequence, read_annotation
 from videorep.data.images import load_image
 from videorep.data.jhmdb import load_joints
 from videorep.data.jhmdb import load_video as load_jhmdb_video

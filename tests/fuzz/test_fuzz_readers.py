@@ -42,3 +42,16 @@ def test_fuzz_fast(file_type, groups, pool, tmp_path) -> None:
 def test_fuzz_slow(file_type, groups, pool, tmp_path) -> None:
     counts = fuzz(file_type, groups, pool, tmp_path, slow=True, seed=777)
     assert counts["error"] + counts["skipped"] > 0
+
+
+def test_docs_table_matches_the_case_counts() -> None:
+    """``docs/fuzz.md`` reports the numbers this harness runs."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "fuzz.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[3].isdigit():
+            rows[cells[0]] = (int(cells[3]), int(cells[4]))
+    assert rows == CASES

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videorep.data.files import is_dir, path_problem, read_lines
+from videorep.data.files import exists, is_dir, path_problem, read_lines
 from videorep.data.images import open_image
 from videorep.errors import VideorepError
 
@@ -75,7 +75,7 @@ def read_split(path: Path) -> list[str]:
             cannot be a folder name (absolute, ``..``, longer than the OS allows), or no names.
     """
     path = Path(path)
-    if path_problem(path) is None and not path.exists():
+    if path_problem(path) is None and not exists(path):
         raise VideorepError(f"{path}: split file not found")
     names = [line for line in read_lines(path, "split file") if line]
     for number, name in enumerate(names, start=1):

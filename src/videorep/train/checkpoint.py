@@ -41,13 +41,18 @@ def atomic_save(obj: object, path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> dict:
     """Read a training checkpoint written by :func:`atomic_save`, with clear errors."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # a name longer than the OS allows
+        found = False
+    if not found:
         raise VideorepError(f"{path}: no checkpoint to resume from")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
+        reason = " ".join(str(exc).split())[:300]  # one line: torch's messages span several
         raise VideorepError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})"
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {reason})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VideorepError(f"{path}: not a videorep training checkpoint")

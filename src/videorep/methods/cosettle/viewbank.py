@@ -106,10 +106,13 @@ class ViewBankDataset(Dataset):
         tokens_path = folder / "tokens.f16"
         try:
             self.tokens = np.load(tokens_path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(self.tokens, np.ndarray):
+                raise ValueError(f"not an .npy array ({type(self.tokens).__name__})")
             shape, grid = [int(x) for x in meta["shape"]], [int(x) for x in meta["grid"]]
-        except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        except Exception as exc:  # numpy raises many types for a damaged header
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise VideorepError(
-                f"{tokens_path}: damaged view bank ({exc}); delete {folder} to rebuild it"
+                f"{tokens_path}: damaged view bank ({reason}); delete {folder} to rebuild it"
             ) from None
         if list(self.tokens.shape) != shape or self.tokens.dtype != np.float16 or len(grid) != 2:
             raise VideorepError(
