@@ -16,6 +16,7 @@ import torch
 from videorep.backbones.converters import CONVERTERS, Converted, load_into
 from videorep.backbones.encoder import ImageEncoder
 from videorep.backbones.registry import BackboneSpec, get_spec
+from videorep.data.files import file_size
 from videorep.errors import VideorepError
 
 
@@ -29,14 +30,16 @@ def read_checkpoint(path: str | Path) -> object:
     missing, empty, truncated, corrupt or code-carrying file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VideorepError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
+    if file_size(path, "checkpoint file") == 0:
         raise VideorepError(f"{path}: checkpoint file is empty (0 bytes)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
 
         try:
+            try:
+                str(path).encode("utf-8")
+            except UnicodeEncodeError:  # safetensors takes UTF-8 paths only: read the bytes
+                return load(path.read_bytes())
             return load_file(str(path))
         except Exception as exc:
             raise VideorepError(f"{path}: corrupt or truncated safetensors file ({exc})") from None

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from videorep.data.files import exists, is_dir, path_problem, read_lines
+from videorep.data.images import open_image
 from videorep.errors import VideorepError
 
 YEARS = (2016, 2017)
@@ -67,10 +68,24 @@ class DavisSequence:
 
 
 def read_split(path: Path) -> list[str]:
-    """Sequence names of a split file (one per line, blank lines ignored)."""
-    if not path.is_file():
+    """Sequence names of a split file (one per line, blank lines ignored).
+
+    Raises:
+        VideorepError: missing, not UTF-8 text, a line with control characters, a name that
+            cannot be a folder name (absolute, ``..``, longer than the OS allows), or no names.
+    """
+    path = Path(path)
+    if path_problem(path) is None and not exists(path):
         raise VideorepError(f"{path}: split file not found")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line for line in read_lines(path, "split file") if line]
+    for number, name in enumerate(names, start=1):
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or path_problem(Path(name)):
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise VideorepError(
+                f"{path}: entry {number} {shown!r} is not a sequence name (absolute, '..' or "
+                "a name longer than the file system allows)"
+            )
     if not names:
         raise VideorepError(f"{path}: split file is empty (no sequence names)")
     return names
@@ -83,7 +98,7 @@ def list_sequences(
     root = Path(root)
     if year not in YEARS:
         raise VideorepError(f"year {year}: expected one of {', '.join(map(str, YEARS))}")
-    if not root.is_dir():
+    if not is_dir(root):
         raise VideorepError(f"{root}: DAVIS root folder not found")
     names = read_split(root / "ImageSets" / str(year) / f"{split}.txt")
     if sequences:
@@ -97,7 +112,7 @@ def list_sequences(
 
 
 def _numbered(folder: Path, suffix: str, what: str) -> list[Path]:
-    if not folder.is_dir():
+    if not is_dir(folder):
         raise VideorepError(f"{folder}: {what} folder not found")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == suffix)
     if not files:
@@ -115,35 +130,27 @@ def _numbered(folder: Path, suffix: str, what: str) -> list[Path]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file from its header."""
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise VideorepError(f"{path}: unreadable image ({exc})") from None
+    """``(H, W)`` of an image file from its header (sizes over ``MAX_IMAGE_PIXELS`` refused)."""
+    with open_image(path) as im:
+        return im.size[1], im.size[0]
 
 
 def read_annotation(path: Path, year: int) -> tuple[np.ndarray, np.ndarray]:
     """``(labels [H, W] uint8 object indices, void [H, W] bool)`` of one annotation PNG."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("P", "L", "1"):
-                arr = np.asarray(im if im.mode != "1" else im.convert("L"), dtype=np.uint8)
-            elif im.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(im.convert("RGB"))
-                if not (np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2])):
-                    raise VideorepError(
-                        f"{path}: colour annotation without a palette; expected an indexed (P) or "
-                        "grayscale PNG"
-                    )
-                arr = rgb[..., 0].copy()
-            else:
-                raise VideorepError(f"{path}: unsupported annotation mode {im.mode}")
-    except FileNotFoundError:
-        raise VideorepError(f"{path}: annotation file not found") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise VideorepError(f"{path}: unreadable annotation ({exc})") from None
+    with open_image(path, "annotation") as im:
+        im.load()
+        if im.mode in ("P", "L", "1"):
+            arr = np.asarray(im if im.mode != "1" else im.convert("L"), dtype=np.uint8)
+        elif im.mode in ("RGB", "RGBA"):
+            rgb = np.asarray(im.convert("RGB"))
+            if not (np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2])):
+                raise VideorepError(
+                    f"{path}: colour annotation without a palette; expected an indexed (P) or "
+                    "grayscale PNG"
+                )
+            arr = rgb[..., 0].copy()
+        else:
+            raise VideorepError(f"{path}: unsupported annotation mode {im.mode}")
     if year == 2016:
         return (arr > 0).astype(np.uint8), np.zeros(arr.shape, bool)
     void = arr == VOID

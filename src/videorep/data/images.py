@@ -3,10 +3,18 @@
 Any image PIL can read is accepted: grayscale, palette, RGBA (composited on black), CMYK and 16-bit
 images are converted to 8-bit RGB rather than rejected. Unreadable files raise one
 :class:`~videorep.errors.VideorepError` naming the file.
+
+Decompression bombs: an image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels
+(50 megapixels: above 8K UHD, 7680 x 4320 = 33 MP) is refused from its header, before any pixel
+is decoded or allocated. PIL's own limit (``Image.MAX_IMAGE_PIXELS``, 89 MP with a warning,
+179 MP an error) is left as it is; this check is stricter and gives one clear message.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +22,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from videorep.data.files import file_size
 from videorep.errors import VideorepError
+
+MAX_IMAGE_PIXELS = 50_000_000
+"""Largest image (and video frame) accepted, in pixels; larger declared sizes are refused."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,25 +58,56 @@ def pil_to_rgb(image: Image.Image, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def check_pixels(path: str | Path, width: int, height: int, what: str = "image") -> None:
+    """Refuse a declared size above :data:`MAX_IMAGE_PIXELS` (or a non-positive one)."""
+    if width <= 0 or height <= 0:
+        raise VideorepError(f"{path}: {what} declares an empty size {width}x{height}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise VideorepError(
+            f"{path}: {what} declares {width}x{height} = {width * height:,} pixels, more than "
+            f"the limit of {MAX_IMAGE_PIXELS:,} (a decompression bomb or a corrupt header?)"
+        )
+
+
+@contextmanager
+def open_image(path: str | Path, what: str = "image") -> Iterator[Image.Image]:
+    """``Image.open`` with the checks every reader needs; PIL's errors become one
+    :class:`VideorepError` naming the file.
+
+    The header is read and its size checked against :data:`MAX_IMAGE_PIXELS`; pixels are decoded
+    only when the caller calls ``load()`` (or converts), inside the ``with`` block.
+    """
+    path = Path(path)
+    if file_size(path, f"{what} file") == 0:
+        raise VideorepError(f"{path}: {what} file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # the size is checked below, more strictly than PIL's DecompressionBombWarning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_pixels(path, image.size[0], image.size[1], what)
+                yield image
+    except VideorepError:
+        raise
+    except UnidentifiedImageError:
+        raise VideorepError(f"{path}: not a readable {what} (unknown format)") from None
+    except Image.DecompressionBombError as exc:
+        raise VideorepError(f"{path}: {what} too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise VideorepError(f"{path}: unreadable or truncated {what} ({reason})") from None
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image file as an ``[H, W, 3]`` uint8 RGB array.
 
     Raises:
-        VideorepError: the file is missing, empty, truncated or not an image.
+        VideorepError: the file is missing, empty, truncated, not an image, or declares more
+            than :data:`MAX_IMAGE_PIXELS` pixels.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise VideorepError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
-        raise VideorepError(f"{path}: image file is empty (0 bytes)")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return pil_to_rgb(image, str(path))
-    except UnidentifiedImageError:
-        raise VideorepError(f"{path}: not a readable image (unknown format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise VideorepError(f"{path}: unreadable or truncated image ({exc})") from None
+    with open_image(path) as image:
+        image.load()
+        return pil_to_rgb(image, str(path))
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from videorep.data.davis import image_size, read_split
+from videorep.data.files import file_size
 from videorep.errors import VideorepError
 
 N_JOINTS = 15
@@ -55,12 +56,13 @@ def load_joints(path: Path) -> np.ndarray:
     """``pos_img`` of a ``joint_positions.mat`` as ``[T, 15, 2]`` 0-based (x, y)."""
     import scipy.io
 
-    if not path.is_file():
-        raise VideorepError(f"{path}: joint file not found")
+    if file_size(path, "joint file") == 0:
+        raise VideorepError(f"{path}: joint file is empty (0 bytes)")
     try:
         mat = scipy.io.loadmat(str(path))
     except Exception as exc:  # scipy raises several types for corrupt files
-        raise VideorepError(f"{path}: unreadable .mat file ({exc})") from None
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise VideorepError(f"{path}: unreadable .mat file ({reason})") from None
     if "pos_img" not in mat:
         raise VideorepError(f"{path}: no 'pos_img' variable")
     pos = np.asarray(mat["pos_img"], dtype=np.float64)

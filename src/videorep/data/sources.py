@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videorep.data.files import exists, is_dir
 from videorep.data.images import load_image
 from videorep.data.video import DEFAULT_FPS, VIDEO_EXTENSIONS, VideoInfo, probe_video, read_frames
 from videorep.errors import VideorepError
@@ -255,9 +256,9 @@ def _relative_name(path: Path, root: Path) -> str:
 
 def _expand(path: Path, lists: tuple[Path, ...]) -> Iterator[tuple]:
     """Yield ``("video", file, None)``, ``("frames", folder, [images])`` or ``("skip", path, why)``."""
-    if not path.exists():
+    if not exists(path):
         yield ("skip", path, "no such file or directory")
-    elif path.is_dir():
+    elif is_dir(path):
         yield from _walk_dir(path, set())
     elif _is_ext(path, LIST_EXTENSIONS):
         yield from _expand_list(path, lists)
@@ -280,6 +281,10 @@ def _expand_list(path: Path, lists: tuple[Path, ...]) -> Iterator[tuple]:
     except (OSError, UnicodeDecodeError) as exc:
         yield ("skip", path, f"unreadable list file ({exc})")
         return
+    bad = next((n for n, line in enumerate(lines, 1) if _control(line)), None)
+    if bad is not None:
+        yield ("skip", path, f"line {bad} holds control characters (a binary file, not a list?)")
+        return
     for line in lines:
         entry = line.strip()
         if not entry or entry.startswith("#"):
@@ -287,10 +292,15 @@ def _expand_list(path: Path, lists: tuple[Path, ...]) -> Iterator[tuple]:
         item = Path(entry).expanduser()
         if not item.is_absolute():
             item = path.parent / item
-        if not item.exists():
-            yield ("skip", item, f"no such file or directory (listed in {path})")
+        if not exists(item):
+            shown = str(item) if len(str(item)) <= 300 else str(item)[:300] + "..."
+            yield ("skip", Path(shown), f"no such file or directory (listed in {path})")
             continue
         yield from _expand(item, lists + (key,))
+
+
+def _control(line: str) -> bool:
+    return any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in line)
 
 
 def _walk_dir(folder: Path, visited: set[Path]) -> Iterator[tuple]:

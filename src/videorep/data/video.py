@@ -21,6 +21,9 @@ is closed before the function returns, so no FFmpeg thread is alive when a DataL
 workers and each worker decodes without spawning threads of its own. PyAV's Python log callback
 is left disabled (the PyAV default), which avoids FFmpeg threads calling back into Python.
 
+Limits: a still image behind a video extension (FFmpeg's ``image2`` / ``*_pipe`` demuxers) is
+refused, and so is a stream or frame larger than ``videorep.data.images.MAX_IMAGE_PIXELS``.
+
 Every failure is a :class:`~videorep.errors.VideorepError` whose message starts with the path.
 """
 
@@ -34,6 +37,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from videorep.data.files import file_size
+from videorep.data.images import MAX_IMAGE_PIXELS, check_pixels
 from videorep.errors import VideorepError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
@@ -87,19 +92,26 @@ def count_samples(last_frame_time: float, fps: float) -> int:
 
 
 def _open(path: Path) -> av.container.InputContainer:
-    if not path.is_file():
-        raise VideorepError(f"{path}: no such video file")
-    if path.stat().st_size == 0:
+    if file_size(path, "video file") == 0:
         raise VideorepError(f"{path}: video file is empty (0 bytes)")
     try:
         container = av.open(str(path), mode="r")
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideorepError(f"{path}: not a readable video ({_reason(exc)})") from None
+    fmt = container.format.name or ""
+    if fmt == "image2" or fmt.endswith("_pipe"):
+        container.close()
+        raise VideorepError(f"{path}: an image ({fmt} format), not a video")
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
         raise VideorepError(f"{path}: no video stream (streams: {', '.join(kinds)})")
     stream = container.streams.video[0]
+    width = int(getattr(stream, "width", 0) or 0)  # no codec context: checked when decoding
+    height = int(getattr(stream, "height", 0) or 0)
+    if width * height > MAX_IMAGE_PIXELS:
+        container.close()
+        check_pixels(path, width, height, "video")
     stream.thread_type = "SLICE"
     stream.thread_count = DECODE_THREADS
     return container
@@ -110,8 +122,9 @@ def _reason(exc: BaseException) -> str:
     return str(text).strip() or type(exc).__name__
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """Decoded frame -> upright ``[H, W, 3]`` uint8 RGB."""
+def _to_rgb(frame: av.VideoFrame, path: Path | None = None) -> np.ndarray:
+    """Decoded frame -> upright ``[H, W, 3]`` uint8 RGB (frames over MAX_IMAGE_PIXELS refused)."""
+    check_pixels(path, frame.width, frame.height, "video frame")
     rgb = frame.to_ndarray(format="rgb24")
     rotation = frame.rotation
     if rotation and rotation % 90 == 0:
@@ -178,7 +191,7 @@ def probe_video(path: str | Path, fps: float | None = DEFAULT_FPS) -> VideoInfo:
             _check_end(container, stream, path, last_frame_time)
         container.seek(stream.start_time or 0, stream=stream)
         first_frame = _first_frame(container, stream, path)
-        rgb_shape = _to_rgb(first_frame).shape
+        rgb_shape = _to_rgb(first_frame, path).shape
     except VideorepError:
         raise
     except (av.FFmpegError, OSError, ValueError, RuntimeError) as exc:
@@ -272,7 +285,7 @@ def read_frames(path: str | Path, times_seconds: Sequence[float]) -> list[np.nda
                 raise VideorepError(f"{path}: negative frame time {t}")
             t_eff = t - tol
             if current is not None and (current_ts - start) * float(tb) >= t_eff:
-                out[k] = _to_rgb(current)
+                out[k] = _to_rgb(current, path)
                 continue
             if frames is None or _should_seek(stream, start, current_ts, t_eff):
                 frames = _seek(container, stream, start, t_eff, tb)
@@ -292,7 +305,7 @@ def read_frames(path: str | Path, times_seconds: Sequence[float]) -> list[np.nda
                     f"{path}: no frame at {t:.3f}s; decoding stops at {end} "
                     "(truncated or shorter than its metadata says)"
                 )
-            out[k] = _to_rgb(found)
+            out[k] = _to_rgb(found, path)
         return out  # type: ignore[return-value]
     except VideorepError:
         raise

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from videorep.data.davis import image_size, read_split
+from videorep.data.images import open_image
 from videorep.errors import VideorepError
 
 N_CLASSES = 20
@@ -37,17 +37,11 @@ class VipVideo:
 
 def read_part_labels(path: Path, n_classes: int = N_CLASSES) -> np.ndarray:
     """``[H, W]`` uint8 class indices of a VIP annotation (255 = ignore)."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise VideorepError(
-                    f"{path}: expected a single-channel class-index PNG, got {im.mode}"
-                )
-            arr = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise VideorepError(f"{path}: annotation file not found") from None
-    except OSError as exc:
-        raise VideorepError(f"{path}: unreadable annotation ({exc})") from None
+    with open_image(path, "annotation") as im:
+        if im.mode not in ("P", "L"):
+            raise VideorepError(f"{path}: expected a single-channel class-index PNG, got {im.mode}")
+        im.load()
+        arr = np.asarray(im, dtype=np.uint8)
     bad = (arr >= n_classes) & (arr != IGNORE)
     if bad.any():
         raise VideorepError(f"{path}: class index {int(arr[bad].max())} >= {n_classes} classes")

@@ -37,10 +37,16 @@ class CachingEncoder:
 
             self.directory.mkdir(parents=True, exist_ok=True)
             tag = self.directory / "encoder.txt"
-            if tag.is_file() and tag.read_text().strip() != self.name:
+            try:
+                made_by = tag.read_text(encoding="utf-8").strip() if tag.is_file() else self.name
+            except (OSError, UnicodeDecodeError) as exc:
+                raise VideorepError(
+                    f"{tag}: unreadable feature-cache tag ({exc}); use another directory"
+                ) from None
+            if made_by != self.name:
                 raise VideorepError(
                     f"{self.directory}: feature cache was made by encoder "
-                    f"{tag.read_text().strip()!r}, not {self.name!r}; use another directory"
+                    f"{made_by[:100]!r}, not {self.name!r}; use another directory"
                 )
             tag.write_text(self.name + "\n")
 
@@ -56,7 +62,7 @@ class CachingEncoder:
         if tokens is None and self.directory is not None:
             path = self.directory / f"{key}.safetensors"
             if path.is_file():
-                tokens = _read_entry(path)
+                tokens = _read_entry(path, images.shape[0], self.embed_dim)
                 self.cache[key] = tokens
         if tokens is None:
             self.misses += 1
@@ -69,8 +75,12 @@ class CachingEncoder:
         return tokens
 
 
-def _read_entry(path: Path) -> torch.Tensor:
-    """The tokens stored in one cache entry (safetensors: no code runs while reading)."""
+def _read_entry(path: Path, batch: int, dim: int) -> torch.Tensor:
+    """The ``[B, N, D]`` tokens of one cache entry (safetensors: no code runs while reading).
+
+    A damaged or foreign file, or one whose shape does not fit the request, is one error naming
+    it.
+    """
     from safetensors.torch import load_file
 
     from videorep.errors import VideorepError
@@ -82,6 +92,16 @@ def _read_entry(path: Path) -> torch.Tensor:
         raise VideorepError(
             f"{path}: not a readable feature-cache entry ({reason}); delete it to recompute"
         ) from None
+    if (
+        tokens.dim() != 3
+        or tokens.shape[0] != batch
+        or tokens.shape[2] != dim
+        or not tokens.is_floating_point()
+    ):
+        raise VideorepError(
+            f"{path}: feature-cache entry holds {list(tokens.shape)} {tokens.dtype}, expected "
+            f"[{batch}, N, {dim}] floats; delete it to recompute"
+        )
     return tokens
 
 

@@ -102,7 +102,11 @@ def load_checkpoint(path: str | Path) -> dict:
     values is refused (its code never runs) with one error naming the file.
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # a name longer than the OS allows
+        found = False
+    if not found:
         raise VideorepError(f"{path}: no checkpoint to resume from")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -113,8 +117,9 @@ def load_checkpoint(path: str | Path) -> dict:
             "or from elsewhere: use a new --out)"
         ) from None
     except Exception as exc:
+        reason = " ".join(str(exc).split())[:300]  # one line: torch's messages span several
         raise VideorepError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})"
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {reason})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise VideorepError(f"{path}: not a videorep training checkpoint")

@@ -29,6 +29,7 @@ from videorep.errors import VideorepError
 HEADS = ("linear", "mlp2", "mlp3")
 INITS = ("trunc_normal", "identity")
 IDENTITY_GAIN = 0.05
+MAX_DIM = 8192  # widest encoder a projection can be loaded for (ViT-G is 1536)
 
 
 class ProjectionHead(nn.Module):
@@ -120,10 +121,17 @@ def load_projection(path: str | Path, expect_dim: int | None = None) -> Projecti
             f"{folder}: not a projection folder (needs config.json and projection.safetensors)"
         )
     try:
-        config = json.loads(cfg_path.read_text())
-        head = ProjectionHead(int(config["dim"]), config.get("kind", "linear"))
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError(f"config.json holds a {type(config).__name__}, not an object")
+        dim = int(config["dim"])
+        if not 0 < dim <= MAX_DIM:
+            raise ValueError(f"dim {dim} outside 1..{MAX_DIM}")
+        head = ProjectionHead(dim, config.get("kind", "linear"))
         state = load_file(str(weights))
-    except (ValueError, KeyError) as exc:
+    except VideorepError as exc:
+        raise VideorepError(f"{cfg_path}: {exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
         raise VideorepError(f"{folder}: unreadable projection ({exc})") from None
     except Exception as exc:  # safetensors raises its own errors on a truncated file
         raise VideorepError(f"{weights}: corrupt or truncated projection ({exc})") from None

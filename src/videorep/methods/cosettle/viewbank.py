@@ -167,29 +167,28 @@ class ViewBankDataset(Dataset):
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
         try:
-            meta = json.loads((folder / "meta.json").read_text())
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise VideorepError(f"{folder}: not a view bank ({exc})") from None
-        if meta.get("format") != BANK_FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != BANK_FORMAT:
             raise VideorepError(f"{folder}: not a videorep view bank")
-        path = folder / "tokens.f16"
-        try:  # never unpickles: a pickle in place of the tokens is refused, not run
-            self.tokens = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+        tokens_path = folder / "tokens.f16"
+        try:
+            self.tokens = np.load(tokens_path, mmap_mode="r", allow_pickle=False)
+            if not isinstance(self.tokens, np.ndarray):
+                raise ValueError(f"not an .npy array ({type(self.tokens).__name__})")
+            shape, grid = [int(x) for x in meta["shape"]], [int(x) for x in meta["grid"]]
+        except Exception as exc:  # numpy raises many types for a damaged header
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
             raise VideorepError(
-                f"{path}: not a view-bank token file ({exc}); delete {folder} to rebuild it"
+                f"{tokens_path}: damaged view bank ({reason}); delete {folder} to rebuild it"
             ) from None
-        if (
-            not isinstance(self.tokens, np.ndarray)
-            or self.tokens.dtype != np.float16
-            or list(self.tokens.shape) != list(meta.get("shape", []))
-        ):
+        if list(self.tokens.shape) != shape or self.tokens.dtype != np.float16 or len(grid) != 2:
             raise VideorepError(
-                f"{path}: holds {getattr(self.tokens, 'dtype', '?')} "
-                f"{list(getattr(self.tokens, 'shape', []))}, not the float16 "
-                f"{meta.get('shape')} its meta.json describes; delete {folder} to rebuild it"
+                f"{tokens_path}: view bank holds {self.tokens.dtype} {list(self.tokens.shape)}, "
+                f"meta.json says float16 {shape}; delete {folder} to rebuild it"
             )
-        self.grid = torch.tensor(meta["grid"], dtype=torch.long)
+        self.grid = torch.tensor(grid, dtype=torch.long)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
