@@ -134,11 +134,13 @@ def test_inf_loss_stops_and_keeps_the_last_good_checkpoint(frame_folders, tmp_pa
     out = tmp_path / "inf"
     with pytest.raises(VideorepError) as err:
         from videorep.cli import build_parser
-        from videorep.train.commands import cosettle_configs, train_config_from_args, train_cosettle
+        from videorep.methods import load_method
+        from videorep.methods.commands import resolve_configs
+        from videorep.methods.cosettle.plugin import train_cosettle
 
         args = build_parser().parse_args(cosettle_args(frame_folders, out, "--save-every", "1"))
-        method_config, data = cosettle_configs(args)
-        train_cosettle(method_config, data, train_config_from_args(args))
+        method_config, data, train_config = resolve_configs(load_method("cosettle"), args)
+        train_cosettle(method_config, data, train_config)
     assert str(err.value).startswith("training stopped: non-finite values {'loss': inf} at step 3")
     assert "the last good checkpoint" in str(err.value)
     saved = torch.load(out / "checkpoint.pt", weights_only=False)

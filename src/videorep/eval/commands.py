@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
-
-DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
 
 
 def _common(p: argparse.ArgumentParser, size: str) -> None:
