@@ -98,10 +98,6 @@ def resolve_configs(plugin: MethodPlugin, args: argparse.Namespace) -> tuple[Any
         where = f"{args.config} ({section})" if args.config else section
         configs.append(build(classes[section], values, where))
     method_config, data, train = configs
-    if not data.paths:
-        raise VideorepError(
-            "no training data: give --data PATH [PATH ...] (or data.paths in --config)"
-        )
     return method_config, data, train
 
 

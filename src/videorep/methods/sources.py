@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from videorep.errors import VideorepError
 from videorep.utils.config import setting
 
 
@@ -22,3 +23,9 @@ class SourcesConfig:
 
     def __post_init__(self) -> None:
         self.paths = [str(p) for p in self.paths]
+
+    def validate(self) -> None:
+        if not self.paths:
+            raise VideorepError(
+                "no training data: give --data PATH [PATH ...] (or data.paths in --config)"
+            )

@@ -122,8 +122,16 @@ def _flat_settings(config: dict) -> dict:
 
 
 def config_diff(old: dict, new: dict) -> dict[str, tuple]:
-    """``{key: (old value, new value)}`` over the settings that determine a run's result."""
-    a, b = _flat_settings(old), _flat_settings(new)
+    """``{key: (old value, new value)}`` over the settings that determine a run's result.
+
+    A section one of the two configs does not record (a hand-made or older checkpoint) is not
+    compared; the model's shapes are still checked when the state is loaded.
+    """
+    shared = set(old) & set(new)
+    if "method_config" in shared and "dtype" in old:  # older BOD-VCL layout, see _flat_settings
+        shared.add("dtype")
+    a = _flat_settings({k: v for k, v in old.items() if k in shared})
+    b = _flat_settings({k: v for k, v in new.items() if k in shared})
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 

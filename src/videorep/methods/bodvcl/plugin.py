@@ -52,6 +52,7 @@ def train_bodvcl(method_config: BODVCLConfig, data: BODVCLDataConfig, train_conf
 
 def prepare(method_config: BODVCLConfig, data: BODVCLDataConfig) -> None:
     method_config.validate()
+    data.validate()
 
 
 PLUGIN = MethodPlugin(

@@ -79,6 +79,7 @@ def train_cosettle(
 def prepare(method_config: CoSettleConfig, data: CoSettleDataConfig) -> None:
     """Validate; a sample holds as many frames as the walk (``--frames`` sets both)."""
     method_config.validate()
+    data.validate()
     data.frames = method_config.frames
 
 
