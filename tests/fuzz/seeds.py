@@ -116,7 +116,7 @@ def make_seeds(root: Path) -> dict[str, Path]:
     images = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
     cache(images)
     s["feature_cache"] = root / "feature-cache"
-    s["feature_cache_entry"] = next(s["feature_cache"].glob("*.pt"))
+    s["feature_cache_entry"] = next(s["feature_cache"].glob("*.safetensors"))
     s["cache_images"] = images  # type: ignore[assignment]
     s["encoder"] = encoder  # type: ignore[assignment]
     return s

@@ -400,7 +400,7 @@ def feature_cache_targets(s: dict) -> list[Target]:
     return [
         Target(
             "feature cache",
-            "eval.feature_cache.CachingEncoder (<key>.pt entry)",
+            "eval.feature_cache.CachingEncoder (<key>.safetensors entry)",
             s["feature_cache_entry"],
             read_cache,
             s["feature_cache_entry"].name,

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
 
 if TYPE_CHECKING:
     import numpy as np
-
-DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -59,6 +59,9 @@ def _imgfocus_weights() -> dict[str, torch.Tensor]:
 _B16 = {"qkv_bias": True}
 BACKBONES: dict[str, BackboneSpec] = {}
 
+#: the backbone every command uses unless told otherwise (registered below)
+DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
+
 
 def register(spec: BackboneSpec) -> BackboneSpec:
     """Add a backbone to the registry (names are unique)."""
@@ -70,7 +73,7 @@ def register(spec: BackboneSpec) -> BackboneSpec:
 
 for _spec in [
     BackboneSpec(
-        "dinov2_vits14_imgfocus",
+        DEFAULT_BACKBONE,
         "hf_dinov2",
         "vit_small_patch14_dinov2",
         14,

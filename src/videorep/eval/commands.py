@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
 from videorep.eval.runner import BENCHMARKS, load_benchmark
 from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
-
-DEFAULT_BACKBONE = "dinov2_vits14_imgfocus"
 
 
 def _common(p: argparse.ArgumentParser, size: str) -> None:

@@ -11,11 +11,17 @@ control over the optimiser (bi-level optimisation) override :meth:`Method.optimi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from videorep.train.trainer import TrainConfig
 
 
 class Method(nn.Module):
@@ -27,6 +33,8 @@ class Method(nn.Module):
 
     #: name used in checkpoints and configs, e.g. ``"cosettle"``
     method_name: str = "method"
+    #: logged scalars shown on the progress bar (besides the learning rate)
+    progress_metrics: tuple[str, ...] = ("loss",)
 
     def forward(self, batch: Any) -> dict[str, torch.Tensor]:
         """``training_step``; the entry point DistributedDataParallel calls."""
@@ -88,6 +96,15 @@ class Method(nn.Module):
         optimizer.step()
         return totals
 
+    def set_seed(self, seed: int) -> None:
+        """Called by the trainer before the first step with the run's seed (``--seed``).
+
+        Methods whose per-step randomness is seeded in :meth:`before_optimizer_step` keep it.
+        """
+
+    def export(self, out_dir: str | Path) -> None:
+        """Write the trained artefact to ``out_dir`` after training (rank 0); none by default."""
+
     def before_optimizer_step(self, step: int) -> None:
         """Hook before each optimiser step (e.g. seed per-step randomness for exact resume)."""
 
@@ -120,3 +137,34 @@ class Method(nn.Module):
                 f"checkpoint does not fit this {self.method_name} model: "
                 f"missing {missing[:5]}, unexpected {list(unexpected)[:5]}"
             )
+
+
+@dataclass(frozen=True)
+class MethodPlugin:
+    """What ``videorep train NAME`` needs from a method package (its module's ``PLUGIN``).
+
+    The trainer flags come from :class:`~videorep.train.trainer.TrainConfig`, the method's and
+    its data's from the two dataclasses below (their fields define the flags, see
+    :mod:`videorep.utils.config`); the command merges defaults, ``--config`` and the command line
+    into one instance of each and calls ``train(method_config, data_config, train_config)``.
+
+    Attributes:
+        name: the subcommand and :attr:`Method.method_name`.
+        help: one line for ``videorep train --help``.
+        method_config: dataclass of the method's settings (config section ``method_config``).
+        data_config: dataclass of the data settings (config section ``data``).
+        train: builds data and method and runs the trainer; returns ``(method, history)``.
+        train_defaults: this method's defaults for ``TrainConfig`` fields (e.g. ``epochs``).
+        prepare: validates the two configs and links them (e.g. a data setting that follows a
+            method setting); called before anything is built or resumed.
+        summary: the JSON line printed at the end from the history and the run folder.
+    """
+
+    name: str
+    help: str
+    method_config: type
+    data_config: type
+    train: Callable[[Any, Any, TrainConfig], tuple[Method, list[dict]]]
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Callable[[Any, Any], None] | None = None
+    summary: Callable[[list[dict], Path], dict | None] | None = None

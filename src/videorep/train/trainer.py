@@ -34,13 +34,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from videorep.errors import VideorepError
+from videorep.errors import Interrupted, VideorepError
 from videorep.train.checkpoint import (
     FORMAT,
     atomic_save,
@@ -50,31 +50,39 @@ from videorep.train.checkpoint import (
 )
 from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
+from videorep.utils.config import setting, write_json_atomic
 from videorep.utils.distributed import rank_and_world_size
+from videorep.utils.provenance import provenance
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (paper defaults: seed 000, Tab. 3a)."""
+    """Optimisation settings (paper defaults: seed 000, Tab. 3a); the fields define the flags."""
 
-    out: str = "runs/train"
-    epochs: float = 5.0
-    batch_size: int = 512
-    accum: int = 1
-    blr: float = 1e-4
-    lr: float | None = None
-    warmup_epochs: float = 1.0
-    min_lr: float = 0.0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    max_steps: int | None = None
-    save_every: int = 100
-    seed: int = 0
-    workers: int = 0
-    resume: bool = False
-    progress: bool = True
-    deterministic: bool = False
-    extra: dict = field(default_factory=dict)
+    out: str = setting("runs/train", required=True, help="run folder (checkpoints, logs, exports)")
+    epochs: float = setting(5.0)
+    batch_size: int = setting(
+        512, help="micro-batch per process; global batch = batch x accum x processes"
+    )
+    accum: int = setting(1, help="gradient accumulation steps (1)")
+    blr: float = setting(1e-4, help="base lr; lr = blr * global batch / 256")
+    lr: float | None = setting(None, help="absolute lr (overrides --blr)")
+    warmup_epochs: float = setting(1.0)
+    min_lr: float = setting(0.0)
+    weight_decay: float = setting(0.05)
+    betas: tuple[float, float] = setting((0.9, 0.95), nargs=2, help="AdamW betas")
+    max_steps: int | None = setting(None, help="stop after this many steps")
+    save_every: int = setting(100, help="checkpoint every N steps (100)")
+    seed: int = setting(0)
+    workers: int = setting(0, help="DataLoader worker processes (0)")
+    resume: bool = setting(False, help="continue from OUT/checkpoint.pt")
+    progress: bool = setting(True, flag="--no-progress", help="no progress bar")
+    deterministic: bool = setting(
+        False,
+        help="reproducible run to run on CPU: deterministic kernels, 1 intra-op thread "
+        "(slower; see README)",
+    )
+    extra: dict = setting(default_factory=dict, cli=False)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
@@ -84,7 +92,72 @@ class TrainConfig:
         return cfg
 
 
-# Thin alias kept for the callers outside this file (train/commands.py, methods/bodvcl/cli.py).
+#: Settings that control how a run is carried out, not what it computes: :func:`check_resume`
+#: does not compare them. ``out`` / ``resume`` (where and whether), ``progress``, ``workers`` and
+#: ``save_every`` (display, loading and checkpoint frequency: same steps either way),
+#: ``deterministic`` (kernel choice and thread count, for bit-exact CPU runs), ``provenance``.
+#: Everything else is compared, the run length (``epochs``, ``max_steps``: the learning-rate
+#: schedule depends on it) and the global batch (so the number of processes) included: a resumed
+#: run computes exactly what the uninterrupted one would have.
+RUN_CONTROL_KEYS = frozenset(
+    f"train.{k}" for k in ("out", "resume", "progress", "workers", "save_every", "deterministic")
+) | {"provenance", "method"}
+
+
+def _flat_settings(config: dict) -> dict:
+    """``{"data.fps": 2.0, "backbone": ...}``: the run config as one level of dotted keys.
+
+    The method's settings (section ``method_config``) keep their bare names; every other section
+    is prefixed with its name. Values are JSON-normalised (tuples become lists). A checkpoint of
+    an older version, with BOD-VCL's ``dtype`` at the top level, is read as the current layout.
+    """
+    config = json.loads(json.dumps(config, default=str))
+    method = config.get("method_config")
+    if isinstance(method, dict) and "dtype" in config and "dtype" not in method:
+        method["dtype"] = config.pop("dtype")
+    flat = {}
+    for section, values in config.items():
+        if isinstance(values, dict):
+            prefix = "" if section == "method_config" else f"{section}."
+            flat.update({f"{prefix}{k}": v for k, v in values.items()})
+        else:
+            flat[section] = values
+    return {k: v for k, v in flat.items() if k not in RUN_CONTROL_KEYS}
+
+
+def config_diff(old: dict, new: dict) -> dict[str, tuple]:
+    """``{key: (old value, new value)}`` over the settings that determine a run's result.
+
+    A section one of the two configs does not record (a hand-made or older checkpoint) is not
+    compared; the model's shapes are still checked when the state is loaded.
+    """
+    shared = set(old) & set(new)
+    if "method_config" in shared and "dtype" in old:  # older BOD-VCL layout, see _flat_settings
+        shared.add("dtype")
+    a = _flat_settings({k: v for k, v in old.items() if k in shared})
+    b = _flat_settings({k: v for k, v in new.items() if k in shared})
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume(path: Path, ckpt: dict, method_name: str, config: dict) -> None:
+    """Refuse to resume the checkpoint ``ckpt`` (read from ``path``) with another run config.
+
+    Every setting of the saved config (method, data, trainer, dtype) must equal the new one,
+    except :data:`RUN_CONTROL_KEYS`; the error names each differing key with both values.
+    """
+    if ckpt.get("method") != method_name:
+        raise VideorepError(
+            f"{path}: a {ckpt.get('method')} checkpoint cannot resume a {method_name} run"
+        )
+    diff = config_diff(ckpt.get("config", {}), config)
+    if diff:
+        raise VideorepError(
+            f"{path}: was written by a run with different settings {diff}; "
+            "resume with the same settings or use a new --out"
+        )
+
+
+#: ``(rank, world_size)``; ``(0, 1)`` without an initialised process group.
 dist_info = rank_and_world_size
 
 
@@ -160,15 +233,11 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-class TrainingInterrupted(VideorepError):
+class TrainingInterrupted(Interrupted):
     """Raised after a clean Ctrl-C stop; the checkpoint holds the last finished step.
 
     ``announce`` is False on the ranks other than 0, so a ``torchrun`` job reports it once.
     """
-
-    def __init__(self, message: str, announce: bool = True) -> None:
-        super().__init__(message)
-        self.announce = announce
 
 
 class Trainer:
@@ -264,7 +333,12 @@ class Trainer:
 
     def _full_config(self) -> dict:
         train = asdict(self.config)
-        return {**self.run_config, "train": train, "global_batch": self.global_batch}
+        return {
+            "method": self.method.method_name,
+            **self.run_config,
+            "train": train,
+            "global_batch": self.global_batch,
+        }
 
     def save_checkpoint(self) -> None:
         if not self.is_main:
@@ -283,21 +357,7 @@ class Trainer:
 
     def resume_from(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
-        if ckpt.get("method") != self.method.method_name:
-            raise VideorepError(
-                f"{path}: a {ckpt.get('method')} checkpoint cannot resume a "
-                f"{self.method.method_name} run"
-            )
-        old = ckpt.get("config", {})
-        for key in ("method_config",):
-            a, b = old.get(key), self.run_config.get(key)
-            if a is not None and b is not None:
-                diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
-                if diff:
-                    raise VideorepError(
-                        f"{path}: was written by a run with different settings {diff}; "
-                        "resume with the same settings or use a new --out"
-                    )
+        check_resume(path, ckpt, self.method.method_name, self._full_config())
         mine = self.method.state_dict()
         wrong = [
             f"{k} {list(v.shape)} vs {list(mine[k].shape)}"
@@ -341,8 +401,8 @@ class Trainer:
         if not self.is_main:
             return None, None
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(
-            json.dumps(self._full_config(), indent=2, default=str)
+        write_json_atomic(
+            {**self._full_config(), "provenance": provenance()}, self.out / "config.json"
         )
         jsonl = open(self.out / "log.jsonl", "a")
         try:
@@ -383,8 +443,7 @@ class Trainer:
             self.resume_from(self.checkpoint_path)
         elif cfg.resume and self.is_main:
             print(f"videorep: no checkpoint in {self.out}; starting a new run", file=sys.stderr)
-        if hasattr(self.method, "seed"):
-            self.method.seed = cfg.seed
+        self.method.set_seed(cfg.seed)
         self.method.train()
         jsonl, writer = self._open_logs()
         bar = None
@@ -419,11 +478,11 @@ class Trainer:
                                         writer.add_scalar(f"train/{key}", value, record["step"])
                             if bar is not None:
                                 bar.update(1)
-                                bar.set_postfix(
-                                    loss=f"{record['loss']:.4f}",
-                                    acc=f"{record.get('cycle_acc', float('nan')):.3f}",
-                                    lr=f"{record['lr']:.2e}",
-                                )
+                                shown = {
+                                    k: f"{record.get(k, float('nan')):.4f}"
+                                    for k in self.method.progress_metrics
+                                }
+                                bar.set_postfix(**shown, lr=f"{record['lr']:.2e}")
                         if self.step % cfg.save_every == 0:
                             self.save_checkpoint()
                             last_save = self.step
@@ -444,7 +503,7 @@ class Trainer:
                 jsonl.close()
             if writer is not None:
                 writer.close()
-        if self.is_main and hasattr(self.method, "export"):
+        if self.is_main:
             self.method.export(self.out)
         return self.history
 

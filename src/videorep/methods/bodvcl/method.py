@@ -66,38 +66,71 @@ from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_targ
 from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
 from videorep.train import distributed as dist
 from videorep.train.method import Method
+from videorep.utils.config import add_arguments, setting
 
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
 
 
+DTYPES = ("float32", "float64")
+
+
 @dataclass
 class BODVCLConfig:
-    """Hyper-parameters of BOD-VCL (defaults: seed 003, Sec. 5.1 and 5.7)."""
+    """Hyper-parameters of BOD-VCL (defaults: seed 003, Sec. 5.1 and 5.7); they define the flags."""
 
-    framework: str = "simclr"
-    encoder: str = "r3d_18"
-    clip_len: int = 8  # L, frames per clip (read by the data pipeline)
-    stride: int = 8  # delta, frame stride of a clip (read by the data pipeline)
-    views: int = 2  # rho, clips per video
-    decoupled: bool = True
-    bilevel: str = "fd"
-    inner_steps: int = 1
-    inner_lr: float | None = None  # gamma of Eq. 24; None = the optimiser's current lr
-    xi: float = 0.1
-    nu: float = 1e-4
-    koopman_dim: int = 128
-    temperature: float = 0.1
-    queue_size: int = 16384
-    momentum: float = 0.99
-    proj_hidden_dim: int | None = None  # None: 2048 (4096 for BYOL), Sec. 5.1
-    proj_layers: int | None = None  # None: 3 (2 for BYOL), Sec. 5.1
-    n_prototypes: int = 1000
-    spectral_mode: str = "eigenvalue"
-    fd_radius: float = 0.01
-    persist_inner: bool = False  # apply the outer step from theta* instead of theta
-    keep_time: bool = True
-    image_size: int = 112
-    pinv_rtol: float = DEFAULT_RTOL
+    framework: str = setting("simclr", choices=FRAMEWORKS, help="base V-CL method")
+    encoder: str = setting("r3d_18", choices=ENCODERS, help="video encoder")
+    clip_len: int = setting(8, help="frames per clip (L)")  # read by the data pipeline
+    stride: int = setting(8, help="frame stride in a clip (delta)")  # read by the data pipeline
+    views: int = setting(2, help="clips per video (rho)")
+    decoupled: bool = setting(
+        True,
+        help="decoupled loss L_A + L_M on the Koopman split (Eq. 22); --no-decoupled: plain V-CL",
+    )
+    bilevel: str = setting(
+        "fd",
+        choices=BILEVEL_MODES,
+        help="fd: AID-FD hypergradient (default); unrolled: differentiate through the inner "
+        "step; single: L_pred + L_A + L_M summed; none: no L_pred",
+    )
+    inner_steps: int = setting(1, help="inner L_pred steps")
+    inner_lr: float | None = setting(
+        None, help="gamma of the inner step (Eq. 24); default: the optimiser's learning rate"
+    )
+    xi: float = setting(0.1, help="static if |lambda - 1| < xi")
+    nu: float = setting(1e-4, help="orthogonality weight in L_pred")
+    koopman_dim: int = setting(128, help="projection output M")
+    temperature: float = setting(0.1, help="InfoNCE/SwAV tau")
+    queue_size: int = setting(16384, help="V-MoCo queue length")
+    momentum: float = setting(
+        0.99, help="EMA of the MoCo/BYOL target network (BYOL: start value of a cosine ramp to 1)"
+    )
+    proj_hidden_dim: int | None = setting(
+        None, help="projection MLP width (default: 2048, 4096 for BYOL; Sec. 5.1)"
+    )
+    proj_layers: int | None = setting(
+        None, help="projection MLP depth (default: 3, 2 for BYOL; Sec. 5.1)"
+    )
+    n_prototypes: int = setting(1000, help="V-SwAV prototypes")
+    spectral_mode: str = setting(
+        "eigenvalue",
+        choices=("eigenvalue", "projector"),
+        help="Eq. 21 as written (eigenvalue) or with spectral projectors (App. F)",
+    )
+    fd_radius: float = setting(0.01, help="finite-difference radius of the AID-FD product")
+    persist_inner: bool = setting(
+        False, help="keep the inner L_pred step (outer step from theta*) instead of discarding it"
+    )
+    keep_time: bool = setting(True, help="keep the encoder's time axis (per-frame features)")
+    image_size: int = setting(112, help="frame size (ViT)")
+    pinv_rtol: float = setting(DEFAULT_RTOL, help="relative cut-off of the Koopman pseudo-inverse")
+    dtype: str = setting(
+        "float32",
+        choices=DTYPES,
+        help="precision of weights and activations; float64 (slower) for numerical checks, "
+        "e.g. torchrun vs one process: in float32 a gradient entry within rounding of zero "
+        "can flip sign, and Adam's first step (lr * sign(g)) turns that into a difference of 2 lr",
+    )
 
     def validate(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -129,6 +162,8 @@ class BODVCLConfig:
             raise VideorepError(f"momentum must lie in [0, 1], got {self.momentum}")
         if self.inner_lr is not None and self.inner_lr <= 0:
             raise VideorepError(f"inner learning rate must be positive, got {self.inner_lr}")
+        if self.dtype not in DTYPES:
+            raise VideorepError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.spectral_mode not in ("eigenvalue", "projector"):
             raise VideorepError(
                 f"spectral mode must be 'eigenvalue' or 'projector', got {self.spectral_mode!r}"
@@ -454,64 +489,10 @@ def default_config() -> dict[str, Any]:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``videorep train bodvcl`` flags (dest names = :class:`BODVCLConfig` fields)."""
-    d = BODVCLConfig()
+    """Add the :class:`BODVCLConfig` flags with plain dests (``args.framework``), for scripts.
+
+    ``videorep train bodvcl`` generates the same flags (see :mod:`videorep.methods.commands`).
+    """
     g = parser.add_argument_group("BOD-VCL (seed 003)")
-    g.add_argument("--framework", choices=FRAMEWORKS, default=d.framework, help="base V-CL method")
-    g.add_argument("--encoder", choices=ENCODERS, default=d.encoder, help="video encoder")
-    g.add_argument("--clip-len", type=int, default=d.clip_len, help="frames per clip (L)")
-    g.add_argument("--stride", type=int, default=d.stride, help="frame stride in a clip (delta)")
-    g.add_argument("--views", type=int, default=d.views, help="clips per video (rho)")
-    g.add_argument(
-        "--decoupled",
-        action=argparse.BooleanOptionalAction,
-        default=d.decoupled,
-        help="decoupled loss L_A + L_M on the Koopman split (Eq. 22); --no-decoupled: plain V-CL",
-    )
-    g.add_argument(
-        "--bilevel",
-        choices=BILEVEL_MODES,
-        default=d.bilevel,
-        help="fd: AID-FD hypergradient (default); unrolled: differentiate through the inner "
-        "step; single: L_pred + L_A + L_M summed; none: no L_pred",
-    )
-    g.add_argument("--inner-steps", type=int, default=d.inner_steps, help="inner L_pred steps")
-    g.add_argument(
-        "--inner-lr",
-        type=float,
-        default=d.inner_lr,
-        help="gamma of the inner step (Eq. 24); default: the optimiser's learning rate",
-    )
-    g.add_argument("--xi", type=float, default=d.xi, help="static if |lambda - 1| < xi")
-    g.add_argument("--nu", type=float, default=d.nu, help="orthogonality weight in L_pred")
-    g.add_argument("--koopman-dim", type=int, default=d.koopman_dim, help="projection output M")
-    g.add_argument("--temperature", type=float, default=d.temperature, help="InfoNCE/SwAV tau")
-    g.add_argument("--queue-size", type=int, default=d.queue_size, help="V-MoCo queue length")
-    g.add_argument(
-        "--momentum",
-        type=float,
-        default=d.momentum,
-        help="EMA of the MoCo/BYOL target network (BYOL: start value of a cosine ramp to 1)",
-    )
-    g.add_argument("--proj-hidden-dim", type=int, default=None, help="projection MLP width")
-    g.add_argument("--n-prototypes", type=int, default=d.n_prototypes, help="V-SwAV prototypes")
-    g.add_argument(
-        "--spectral-mode",
-        choices=("eigenvalue", "projector"),
-        default=d.spectral_mode,
-        help="Eq. 21 as written (eigenvalue) or with spectral projectors (App. F)",
-    )
-    g.add_argument(
-        "--persist-inner",
-        action="store_true",
-        help="keep the inner L_pred step (outer step from theta*) instead of discarding it",
-    )
-    g.add_argument("--image-size", type=int, default=d.image_size, help="frame size (ViT)")
-    g.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default="float32",
-        help="precision of weights and activations; float64 (slower) for numerical checks, "
-        "e.g. torchrun vs one process: in float32 a gradient entry within rounding of zero "
-        "can flip sign, and Adam's first step (lr * sign(g)) turns that into a difference of 2 lr",
-    )
+    add_arguments(g, BODVCLConfig, section="")
+    parser.set_defaults(**{f.name: getattr(BODVCLConfig(), f.name) for f in fields(BODVCLConfig)})

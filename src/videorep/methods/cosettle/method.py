@@ -10,57 +10,20 @@ encoder call. The head ``g`` projects every token set; the cycle loss walks
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 
 from videorep.backbones.encoder import ImageEncoder
-from videorep.backbones.pos import PEA_MODES, pea
+from videorep.backbones.pos import pea
 from videorep.errors import VideorepError
+from videorep.methods.cosettle.config import CoSettleConfig
 from videorep.methods.cosettle.heads import ProjectionHead
 from videorep.methods.cosettle.losses import REGULARIZERS, cycle_loss
 from videorep.train.distributed import rank as dist_rank
 from videorep.train.distributed import world_size as dist_world_size
 from videorep.train.method import Method
-
-
-@dataclass
-class CoSettleConfig:
-    """Every knob of the method (paper defaults)."""
-
-    backbone: str = "dinov2_vits14_imgfocus"
-    checkpoint: str | None = None
-    head: str = "linear"
-    head_init: str = "trunc_normal"
-    tau: float = 0.03
-    pool: int = 2
-    reg: str = "kl"
-    lambda_reg: float = 3.0
-    pea: bool = True
-    pea_alpha: float = 10.0
-    pea_mode: str = "random"
-    frames: int = 2
-    encoder_dtype: str = "fp32"
-
-    def validate(self) -> None:
-        if self.reg not in REGULARIZERS:
-            raise VideorepError(f"unknown regulariser {self.reg!r}; choose kl, mse or none")
-        if self.pea_mode not in PEA_MODES:
-            raise VideorepError(f"unknown PEA mode {self.pea_mode!r}; choose {PEA_MODES}")
-        if self.frames < 2:
-            raise VideorepError(f"--frames must be >= 2, got {self.frames}")
-        if self.tau <= 0:
-            raise VideorepError(f"--tau must be positive, got {self.tau}")
-        if self.pool < 1:
-            raise VideorepError(f"--pool must be >= 1, got {self.pool}")
-        if self.encoder_dtype not in ("fp32", "bf16"):
-            raise VideorepError(f"--encoder-dtype must be fp32 or bf16, not {self.encoder_dtype}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CoSettleConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class CoSettle(Method):
@@ -72,6 +35,7 @@ class CoSettle(Method):
     """
 
     method_name = "cosettle"
+    progress_metrics = ("loss", "cycle_acc")
 
     def __init__(self, encoder: ImageEncoder, config: CoSettleConfig, seed: int = 0) -> None:
         super().__init__()
@@ -89,6 +53,10 @@ class CoSettle(Method):
 
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)
+
+    def set_seed(self, seed: int) -> None:
+        """The run's seed, from which :meth:`before_optimizer_step` seeds each step's PEA."""
+        self.seed = seed
 
     def before_optimizer_step(self, step: int) -> None:
         """Seed PEA from (seed, step) so a resumed run draws the same crops."""
