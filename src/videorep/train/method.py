@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from videorep.train.trainer import TrainConfig
+    from videorep.train.config import TrainConfig
 
 
 class Method(nn.Module):

@@ -34,7 +34,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -48,49 +48,12 @@ from videorep.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from videorep.train.config import TrainConfig
 from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
-from videorep.utils.config import setting, write_json_atomic
+from videorep.utils.config import write_json_atomic
 from videorep.utils.distributed import rank_and_world_size
 from videorep.utils.provenance import provenance
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings (paper defaults: seed 000, Tab. 3a); the fields define the flags."""
-
-    out: str = setting("runs/train", required=True, help="run folder (checkpoints, logs, exports)")
-    epochs: float = setting(5.0)
-    batch_size: int = setting(
-        512, help="micro-batch per process; global batch = batch x accum x processes"
-    )
-    accum: int = setting(1, help="gradient accumulation steps (1)")
-    blr: float = setting(1e-4, help="base lr; lr = blr * global batch / 256")
-    lr: float | None = setting(None, help="absolute lr (overrides --blr)")
-    warmup_epochs: float = setting(1.0)
-    min_lr: float = setting(0.0)
-    weight_decay: float = setting(0.05)
-    betas: tuple[float, float] = setting((0.9, 0.95), nargs=2, help="AdamW betas")
-    max_steps: int | None = setting(None, help="stop after this many steps")
-    save_every: int = setting(100, help="checkpoint every N steps (100)")
-    seed: int = setting(0)
-    workers: int = setting(0, help="DataLoader worker processes (0)")
-    resume: bool = setting(False, help="continue from OUT/checkpoint.pt")
-    progress: bool = setting(True, flag="--no-progress", help="no progress bar")
-    deterministic: bool = setting(
-        False,
-        help="reproducible run to run on CPU: deterministic kernels, 1 intra-op thread "
-        "(slower; see README)",
-    )
-    extra: dict = setting(default_factory=dict, cli=False)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in data.items() if k in names})
-        cfg.betas = tuple(cfg.betas)  # type: ignore[assignment]
-        return cfg
-
 
 #: Settings that control how a run is carried out, not what it computes: :func:`check_resume`
 #: does not compare them. ``out`` / ``resume`` (where and whether), ``progress``, ``workers`` and
