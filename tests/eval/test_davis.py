@@ -303,3 +303,17 @@ def test_encoder_dtype_flag_puts_the_encoder_under_bf16_autocast() -> None:
     assert fp32.encoder.autocast_dtype is None
     assert bf16.encoder.autocast_dtype == torch.bfloat16
     assert commands._settings(args)["encoder_dtype"] == "bf16"
+    # and it computes in bf16: the blocks' matmuls return bfloat16, and the tokens differ from
+    # fp32 by a small, nonzero amount
+    seen = []
+    hook = bf16.encoder.vit.blocks[0].attn.qkv.register_forward_hook(
+        lambda module, inputs, output: seen.append(output.dtype)
+    )
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    fp32_args = parser.parse_args([*base, "--size", "64x64"])
+    a = commands.build_extractor(fp32_args)(image).float()
+    b = bf16(image).float()
+    hook.remove()
+    assert seen == [torch.bfloat16]
+    rel = (a - b).norm() / a.norm()
+    assert 1e-4 < rel < 3e-2, rel
