@@ -1,4 +1,4 @@
-"""Batched Koopman estimate + static/dynamic split vs a per-video Python loop (seed 003, Eq. 18-21).
+"""Batched Koopman estimate + static/dynamic split vs a per-video Python loop (BOD-VCL, Eq. 18-21).
 
     .venv/bin/python benchmarks/koopman.py [--batch 64 --frames 8 --dim 128 --repeats 5]
 

@@ -161,7 +161,7 @@ class PropagationConfig:
         return asdict(self)
 
 
-# Paper (seed 000, Tab. 3c): queue 20, neighbourhood 20, temperature 0.1; top-k 7 for DAVIS and
+# Paper (Co-Settle supplementary, Tab. 3c): queue 20, neighbourhood 20, temperature 0.1; top-k 7 for DAVIS and
 # JHMDB, 10 for VIP. DINO's eval_video_segmentation: 7 last frames, neighbourhood 12, top-k 5.
 # CRW: 20 context frames, radius 12 (Euclidean), softmax over the top-k at temperature 0.05.
 PRESETS: dict[str, dict[str, PropagationConfig]] = {

@@ -1,1 +1,1 @@
-"""Controlled experiments (BOD-VCL synthetic study, Sec. 5.5 of seed 003)."""
+"""Controlled experiments (BOD-VCL synthetic study: BOD-VCL, Sec. 5.5)."""

@@ -1,4 +1,4 @@
-"""``videorep experiment ...``: controlled experiments (``bodvcl-synthetic``: seed 003, Sec. 5.5)."""
+"""``videorep experiment ...``: controlled experiments (``bodvcl-synthetic``: BOD-VCL, Sec. 5.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The controlled synthetic study of seed 003, Sec. 5.5 (Fig. 5-7): does a coupled contrastive
+"""The controlled synthetic study of BOD-VCL, Sec. 5.5 (Fig. 5-7): does a coupled contrastive
 loss starve the harder of two correlated factors, and does the decoupled loss fix it?
 
 What the paper fixes, and what is ours where it is silent (each choice below is one or the other):

@@ -9,7 +9,7 @@ from videorep.utils.config import setting
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (paper defaults: seed 000, Tab. 3a); the fields define the flags."""
+    """Optimisation settings (paper defaults: Co-Settle supplementary, Tab. 3a); the fields define the flags."""
 
     out: str = setting("runs/train", required=True, help="run folder (checkpoints, logs, exports)")
     epochs: float = setting(5.0)

@@ -1,4 +1,5 @@
-"""BOD-VCL (seed 003): Koopman-based static/dynamic decoupling with bi-level optimisation.
+"""BOD-VCL: Koopman-based static/dynamic decoupling with bi-level optimisation (*Self-Supervised
+Video Representation Learning in a Heuristic Decoupled Perspective*, the BOD-VCL paper).
 
 Public entry points: :func:`build_bodvcl` / :class:`BODVCL` (the trainer ``Method``),
 :func:`add_train_arguments` (CLI flags), :func:`koopman_operator` / :func:`koopman_split` /

@@ -1,7 +1,7 @@
 """Video encoders that return per-frame features ``[B, T, C]`` (BOD-VCL needs ``f(x_t)`` per frame).
 
 Every encoder takes clips ``[N, T, 3, H, W]`` (frames first, the layout of the clip dataset) and
-returns ``[N, T', C]`` features pooled over space only (seed 003, App. "Temporal distinctiveness":
+returns ``[N, T', C]`` features pooled over space only (BOD-VCL, App. "Temporal distinctiveness":
 "global average pooling over spatial dimensions while preserving the temporal dimension").
 
 Temporal resolution. r3d_18 and s3d halve time several times (T/8). With ``keep_time=True``

@@ -1,4 +1,4 @@
-"""The four V-CL objectives of seed 003, Sec. 3.1, as loss heads on clip embeddings ``[B, V, D]``.
+"""The four V-CL objectives of BOD-VCL, Sec. 3.1, as loss heads on clip embeddings ``[B, V, D]``.
 
 ``B`` videos, ``V = rho`` views (clips) of each, ``D`` the embedding dimension (128, Sec. 5.1).
 A head holds whatever the objective owns beyond the shared encoder/projector (the BYOL predictor,

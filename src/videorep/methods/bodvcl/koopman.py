@@ -1,4 +1,4 @@
-"""Per-video Koopman operator and the static/dynamic split of BOD-VCL (seed 003, Sec. 4.3).
+"""Per-video Koopman operator and the static/dynamic split of BOD-VCL (BOD-VCL, Sec. 4.3).
 
 Conventions. Per-frame features arrive as ``features`` of shape ``[B, T, M]`` (batch, frames,
 feature dimension). Following Eq. 18 the paper stacks frames as *columns*:

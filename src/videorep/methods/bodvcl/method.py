@@ -1,4 +1,4 @@
-"""BOD-VCL as a trainable :class:`~videorep.train.method.Method` (seed 003, Sec. 4.3-4.4).
+"""BOD-VCL as a trainable :class:`~videorep.train.method.Method` (BOD-VCL paper, Sec. 4.3-4.4).
 
 Data flow of one step, for a batch ``{"clips": [B, V, T, 3, S, S]}`` (``V = rho`` clips of ``T``
 frames per video):
@@ -76,7 +76,7 @@ DTYPES = ("float32", "float64")
 
 @dataclass
 class BODVCLConfig:
-    """Hyper-parameters of BOD-VCL (defaults: seed 003, Sec. 5.1 and 5.7); they define the flags."""
+    """Hyper-parameters of BOD-VCL (defaults: BOD-VCL paper, Sec. 5.1 and 5.7); they define the flags."""
 
     framework: str = setting("simclr", choices=FRAMEWORKS, help="base V-CL method")
     encoder: str = setting("r3d_18", choices=ENCODERS, help="video encoder")
@@ -493,6 +493,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     ``videorep train bodvcl`` generates the same flags (see :mod:`videorep.methods.commands`).
     """
-    g = parser.add_argument_group("BOD-VCL (seed 003)")
+    g = parser.add_argument_group("BOD-VCL")
     add_arguments(g, BODVCLConfig, section="")
     parser.set_defaults(**{f.name: getattr(BODVCLConfig(), f.name) for f in fields(BODVCLConfig)})

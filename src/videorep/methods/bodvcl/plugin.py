@@ -57,7 +57,7 @@ def prepare(method_config: BODVCLConfig, data: BODVCLDataConfig) -> None:
 
 PLUGIN = MethodPlugin(
     name="bodvcl",
-    help="BOD-VCL: Koopman-decoupled video contrastive learning (seed 003)",
+    help="BOD-VCL: Koopman-decoupled video contrastive learning (BOD-VCL paper)",
     method_config=BODVCLConfig,
     data_config=BODVCLDataConfig,
     train=train_bodvcl,

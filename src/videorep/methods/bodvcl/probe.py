@@ -1,4 +1,4 @@
-"""Linear probes and the static/dynamic evaluation protocol of seed 003, Sec. 3.1-3.2.
+"""Linear probes and the static/dynamic evaluation protocol of BOD-VCL, Sec. 3.1-3.2.
 
 * :func:`linear_probe` - Eq. 5-7: a softmax linear classifier on frozen features, trained by
   full-batch L-BFGS on the cross-entropy (Eq. 6), evaluated by top-1 / top-5 accuracy (Eq. 7).

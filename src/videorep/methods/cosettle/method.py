@@ -1,4 +1,4 @@
-"""Co-Settle: a trainable projection on a frozen image encoder (seed 000, Alg. 1).
+"""Co-Settle: a trainable projection on a frozen image encoder (Co-Settle supplementary, Alg. 1).
 
 One training sample is ``T`` frames of a video (``T = 2`` in the paper) sharing one crop and
 flip. The frozen encoder ``f`` gives ``z_1 .. z_T`` with the normal positional embedding and
