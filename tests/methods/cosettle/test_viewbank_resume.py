@@ -169,5 +169,8 @@ def test_token_file_of_another_shape_is_refused(pairs, method, tmp_path) -> None
     folder = build(pairs, method, tmp_path / "bank")
     np.save(folder / "tokens.npy", np.zeros((2, 3), np.float16))
     (folder / "tokens.npy").replace(folder / "tokens.f16")
-    with pytest.raises(VideorepError, match=r"tokens.f16: holds float16 \[2, 3\], not the float16"):
+    with pytest.raises(
+        VideorepError,
+        match=r"tokens.f16: view bank holds float16 \[2, 3\], meta.json says float16 \[",
+    ):
         ViewBankDataset(folder)
