@@ -122,6 +122,9 @@ def add_arguments(
         if hint is bool:
             if flag.startswith("--no-"):
                 kw["action"] = "store_false"
+                # "(default: True)" after "--no-pea" reads as "PEA off by default"; the empty
+                # "%(default).0s" keeps the help formatter from appending it
+                kw["help"] = kw.get("help", "") + "%(default).0s"
             elif value:
                 kw["action"] = argparse.BooleanOptionalAction
             else:
