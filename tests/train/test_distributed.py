@@ -111,7 +111,7 @@ def test_torchrun_vmoco_equals_single_process(frames, tmp_path, bilevel, decoupl
     l1, l2 = losses(tmp_path / "one"), losses(tmp_path / "two")
     dw = max_diff(one, two)
     print(f"v-moco {bilevel} {dtype}: max |dloss| {np.abs(l1 - l2).max():.2e}, max |dw| {dw:.2e}")
-    # float64 weights agree to ~4e-14 (README: 1e-13); the logged losses carry ~5e-7 (the log
+    # float64 weights agree to ~4e-14 (docs/distributed.md: 1e-12); the logged losses carry ~5e-7 (the log
     # holds them at float32 precision), so they keep a looser bound
     wtol, ltol = (1e-12, 1e-6) if dtype == "float64" else (1e-5, 1e-5)
     np.testing.assert_allclose(l2, l1, atol=ltol, rtol=0)

@@ -1,4 +1,4 @@
-"""The four V-CL objectives against direct formulas (seed 003, Eq. 1-4; SwAV)."""
+"""The four V-CL objectives against direct formulas (BOD-VCL paper, Eq. 1-4; SwAV)."""
 
 import math
 

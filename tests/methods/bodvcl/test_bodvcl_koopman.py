@@ -1,4 +1,4 @@
-"""Koopman estimate, L_pred and the static/dynamic split (seed 003, Eq. 18-21)."""
+"""Koopman estimate, L_pred and the static/dynamic split (BOD-VCL paper, Eq. 18-21)."""
 
 import math
 

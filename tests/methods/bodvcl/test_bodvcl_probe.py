@@ -1,4 +1,4 @@
-"""Static/dynamic probe protocol (seed 003, Sec. 3.2) and the linear probe (Eq. 5-7)."""
+"""Static/dynamic probe protocol (BOD-VCL paper, Sec. 3.2) and the linear probe (Eq. 5-7)."""
 
 import numpy as np
 import pytest
