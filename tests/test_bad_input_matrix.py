@@ -84,7 +84,7 @@ def test_checkpoint_with_a_different_head_width_is_refused(trained, frame_folder
     del ckpt["config"]["method_config"]
     ckpt["method_state"] = {f"head.{k}": v for k, v in ProjectionHead(384).state_dict().items()}
     torch.save(ckpt, path)
-    assert main(cosettle_args(frame_folders, trained, "--max-steps", "4", "--resume")) == 2
+    assert main(cosettle_args(frame_folders, trained, "--max-steps", "2", "--resume")) == 2
     line = last_line(capsys.readouterr().err)
     assert line == (
         f"videorep: error: {path}: does not fit this model: shapes (checkpoint vs model) "
@@ -294,19 +294,22 @@ def test_resume_with_other_data_settings_or_dtype_is_refused(trained, frame_fold
         (["--encoder-dtype", "bf16"], "'encoder_dtype': ('fp32', 'bf16')"),
         (["--weight-decay", "0.1"], "'train.weight_decay': (0.05, 0.1)"),
     ]:
-        args = cosettle_args(frame_folders, trained, "--max-steps", "4", "--resume", *extra)
+        args = cosettle_args(frame_folders, trained, "--max-steps", "2", "--resume", *extra)
         assert main(args) == 2
         line = last_line(capsys.readouterr().err)
         assert f"{trained / 'checkpoint.pt'}: was written by a run with different settings" in line
         assert named in line and "use a new --out" in line
     assert not (trained / "view_bank").exists()  # refused before anything was built
     assert torch.load(trained / "checkpoint.pt", weights_only=False)["step"] == 2
-    # settings that only control the run (where, how often, how long) do not block a resume
+    # the run length is compared too: the learning-rate schedule depends on it
+    assert main(cosettle_args(frame_folders, trained, "--max-steps", "3", "--resume")) == 2
+    assert "'train.max_steps': (2, 3)" in last_line(capsys.readouterr().err)
+    # settings that only control the run (where, how often, display) do not block a resume
     args = cosettle_args(
-        frame_folders, trained, "--max-steps", "3", "--resume", "--save-every", "7"
+        frame_folders, trained, "--max-steps", "2", "--resume", "--save-every", "7"
     )
     assert main(args) == 0
-    assert torch.load(trained / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert torch.load(trained / "checkpoint.pt", weights_only=False)["step"] == 2
 
 
 def test_resume_of_bodvcl_with_another_dtype_is_refused(frame_folders, tmp_path, capsys) -> None:
