@@ -325,7 +325,7 @@ def _fit_mask(
     warn(f"{name}: mask size {mw}x{mh} resized to the frames' {fw}x{fh} (nearest neighbour)")
 
     def fit(a: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(a).resize((fw, fh), Image.NEAREST))
+        return np.array(Image.fromarray(a).resize((fw, fh), Image.NEAREST))
 
     return fit(labels), fit(void.astype(np.uint8)).astype(bool)
 

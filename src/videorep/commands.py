@@ -177,12 +177,12 @@ def cmd_features(args: argparse.Namespace) -> int:
         raise VideorepError(f"--batch {args.batch}: must be at least 1")
     for path in args.input:  # every input is checked before any encoding
         _open_frames(path, args.fps)
-    targets = [out] if single else _output_names(out, args.input)
     encoder, projection = _model(args)
     if args.layer is not None and not 0 <= args.layer < encoder.depth:
         raise VideorepError(
             f"--layer {args.layer}: {args.backbone} has blocks 0..{encoder.depth - 1}"
         )
+    targets = [out] if single else _output_names(out, args.input)
     for path, target in zip(args.input, targets):
         feats = _features(args, encoder, projection, path, size)
         write_features(target, feats, _metadata(args, path))
@@ -260,9 +260,12 @@ def read_features(path: str | Path) -> tuple[dict, dict]:
     """``(tensors, metadata)`` of a file :func:`write_features` wrote (metadata JSON-decoded)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        raw = fh.metadata() or {}
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own errors on a damaged file
+        raise VideorepError(f"{path}: not a videorep features file ({exc})") from None
     if raw.get("format") != FEATURES_FORMAT:
         raise VideorepError(f"{path}: not a videorep features file")
     meta = {k: (v if k == "format" else json.loads(v)) for k, v in raw.items()}
