@@ -187,6 +187,8 @@ def test_features_errors(tmp_path, capsys, frame_folders):
     argv = ["features", "--input", str(frame_folders / "video3"), "--out", str(out)]
     assert main(argv + TINY + ["--layer", "12"]) == 2
     assert "--layer 12: random_vit_tiny16 has blocks 0..11" in one_error_line(capsys)
+    assert main(argv + TINY + ["--device", "bogus"]) == 2
+    assert "--device 'bogus'" in one_error_line(capsys)
     two = [str(frame_folders / "video3"), str(frame_folders / "video4")]
     assert main(["features", "--input", *two, "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "one output file for 2 inputs" in one_error_line(capsys)

@@ -178,7 +178,7 @@ def soft_to_full(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def soft_to_index(soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``[C, h, w]`` soft labels -> ``[H, W]`` uint8 index map at full resolution (argmax)."""
-    return soft_to_full(soft, size).argmax(0).numpy().astype(np.uint8)
+    return soft_to_full(soft, size).argmax(0).cpu().numpy().astype(np.uint8)
 
 
 _PALETTE = davis_palette()
