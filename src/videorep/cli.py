@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "videorep.eval.commands",
     "videorep.demo",
     "videorep.experiments.commands",
+    "videorep.commands",
 ]
 
 

@@ -1,4 +1,7 @@
-"""``videorep backbones`` and ``videorep features``: list the encoders, encode one image.
+"""``videorep backbones``: list the encoders; :func:`encode_image` encodes one image.
+
+``videorep features`` (which uses :func:`encode_image` for ``--image``) lives in
+:mod:`videorep.commands`, beside the Python API it drives.
 
 Handlers import torch (through the backbone modules) lazily so that ``videorep --help`` stays
 fast. Input problems raise :class:`~videorep.errors.VideorepError`, which the CLI prints as one
@@ -8,52 +11,21 @@ line with exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from videorep.backbones.registry import DEFAULT_BACKBONE
-from videorep.errors import VideorepError
 
 if TYPE_CHECKING:
     import numpy as np
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``backbones`` and ``features`` subcommands to the ``videorep`` parser."""
+    """Add the ``backbones`` subcommand to the ``videorep`` parser."""
     p = subparsers.add_parser(
         "backbones",
         help="list the registered image encoders",
         description="List the registered encoders with patch size, width and weight source.",
     )
     p.set_defaults(func=cmd_backbones)
-
-    p = subparsers.add_parser(
-        "features",
-        help="encode one image into patch features (.npy)",
-        description=(
-            "Encode one image with a frozen encoder and write its patch tokens as an "
-            "[h*w, D] float32 .npy array; prints 'h w D'."
-        ),
-    )
-    p.add_argument(
-        "--backbone", default=DEFAULT_BACKBONE, help=f"registered name (default {DEFAULT_BACKBONE})"
-    )
-    p.add_argument("--image", required=True, help="input image file (any format PIL reads)")
-    p.add_argument(
-        "--size",
-        default=None,
-        help="HxW input size in pixels, multiples of the patch size "
-        "(default: the image size rounded to patch multiples)",
-    )
-    p.add_argument("--out", required=True, help="output .npy file")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="checkpoint file in the backbone family's released format "
-        "(default: the backbone's own weights source)",
-    )
-    p.set_defaults(func=cmd_features)
 
 
 def format_backbones() -> str:
@@ -112,24 +84,3 @@ def encode_image(
     with torch.inference_mode():
         tokens = encoder(x)[0]
     return tokens.numpy().astype("float32", copy=False), h, w
-
-
-def cmd_features(args: argparse.Namespace) -> int:
-    """Write the patch features of one image and print ``h w D``."""
-    import numpy as np
-
-    from videorep.data.images import parse_size
-
-    size = parse_size(args.size) if args.size else None
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise VideorepError(f"{out}: output directory {out.parent} does not exist")
-    feats, h, w = encode_image(args.backbone, args.image, size, args.checkpoint)
-    try:
-        with open(out, "wb") as fh:  # exactly this path (np.save would append .npy)
-            np.save(fh, feats)
-    except OSError as exc:
-        raise VideorepError(f"{out}: cannot write features ({exc.strerror or exc})") from None
-    print(f"{h} {w} {feats.shape[1]}")
-    sys.stdout.flush()
-    return 0

@@ -83,6 +83,29 @@ class ImageEncoder(nn.Module):
         ``pos_embed_fn`` maps the interpolated positional grid ``[1, D, h, w]`` to a replacement
         of shape ``[1, D, h, w]`` (shared by the batch) or ``[B, D, h, w]`` (one per image).
         """
+        return self.forward_tokens(images, pos_embed_fn)[:, self.num_prefix_tokens :]
+
+    @property
+    def depth(self) -> int:
+        """Number of transformer blocks."""
+        return len(self.vit.blocks)
+
+    def forward_tokens(
+        self,
+        images: torch.Tensor,
+        pos_embed_fn: PosEmbedFn | None = None,
+        layer: int | None = None,
+    ) -> torch.Tensor:
+        """All tokens ``[B, num_prefix_tokens + h*w, D]`` float32: CLS/registers first, then patches.
+
+        ``layer=None``: after the last block and the final norm (what :meth:`forward` returns).
+        ``layer=n`` (``0 <= n < depth``): the raw output of block ``n`` (0-based, no norm), as a
+        forward hook on ``vit.blocks[n]`` sees it; later blocks are not run.
+        """
+        if layer is not None and not 0 <= layer < self.depth:
+            raise VideorepError(
+                f"{self.name}: layer {layer} out of range (blocks 0..{self.depth - 1})"
+            )
         if images.dim() != 4 or images.shape[1] != 3:
             raise VideorepError(
                 f"{self.name}: expected images of shape [B, 3, H, W], got {list(images.shape)}"
@@ -121,9 +144,13 @@ class ImageEncoder(nn.Module):
                     tokens = tokens + prefix_pos
                 x = torch.cat([tokens.to(x.dtype), x], dim=1)
             x = vit.norm_pre(x)
-            x = vit.blocks(x)
-            x = vit.norm(x)
-        return x[:, self.num_prefix_tokens :].float()
+            if layer is None:
+                x = vit.blocks(x)
+                x = vit.norm(x)
+            else:
+                for block in vit.blocks[: layer + 1]:
+                    x = block(x)
+        return x.float()
 
     def extra_repr(self) -> str:
         return (

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +62,24 @@ class FeatureExtractor:
     @torch.no_grad()
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         """``[H0, W0, 3]`` uint8 -> ``[h, w, D]`` float32 features."""
-        x = normalize(resize(to_tensor(rgb), self.input_size))[None]
-        tokens = self.encoder(x)
+        return self.batch([rgb])[0]
+
+    def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """``B`` frames ``[H0, W0, 3]`` uint8 -> ``[B, 3, H, W]`` encoder input on its device.
+
+        Each frame is resized (bicubic, antialiased) to ``input_size`` and ImageNet-normalised.
+        """
+        x = torch.stack([normalize(resize(to_tensor(rgb), self.input_size)) for rgb in frames])
+        return x.to(_device_of(self.encoder))
+
+    @torch.no_grad()
+    def batch(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """``B`` frames ``[H0, W0, 3]`` uint8 -> ``[B, h, w, D]`` float32 features, one encoder call.
+
+        Each frame is resized on its own (frames may differ in size), then the batch is encoded
+        at once on the encoder's device; one frame gives exactly what ``__call__`` gives.
+        """
+        tokens = self.encoder(self.preprocess(frames))
         if self.projection is not None:
             tokens = self.projection(tokens)
         h, w = self.grid
@@ -72,11 +88,18 @@ class FeatureExtractor:
                 f"encoder returned {tokens.shape[1]} tokens for a {h}x{w} grid at "
                 f"{self.input_size[0]}x{self.input_size[1]}"
             )
-        return tokens[0].float().reshape(h, w, -1)
+        return tokens.float().reshape(len(frames), h, w, -1)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (CPU for a module without any)."""
+    params = getattr(module, "parameters", None)
+    param = next(params(), None) if params is not None else None
+    return param.device if param is not None else torch.device("cpu")
 
 
 def propagate_frames(
-    frames: Sequence[Path | str] | Sequence[np.ndarray],
+    frames: Iterable[Path | str] | Iterable[np.ndarray] | Iterable[torch.Tensor],
     label0: torch.Tensor,
     extract: Callable[[np.ndarray], torch.Tensor],
     config: PropagationConfig,
@@ -84,7 +107,8 @@ def propagate_frames(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Propagate ``label0 [C, h, w]`` through a video, yielding ``(t, soft labels [C, h, w])``.
 
-    ``frames`` are image paths (read lazily with ``load_image``) or ``[H, W, 3]`` uint8 arrays;
+    ``frames`` are image paths (read lazily with ``load_image``), ``[H, W, 3]`` uint8 arrays, or
+    anything else ``extract`` accepts (e.g. precomputed features with an identity ``extract``);
     ``extract`` maps a frame to features ``[h, w, D]``. Frame 0 is consumed as the anchor and not
     yielded. ``on_frame(t, rgb)`` sees every decoded frame (e.g. for visualisation).
     """
@@ -103,6 +127,30 @@ def propagate_frames(
             prop.reset(feat, label0)
             continue
         yield t, prop.step(feat)
+
+
+def propagate_masks(
+    frames: Iterable[Path | str] | Iterable[np.ndarray] | Iterable[torch.Tensor],
+    labels0: np.ndarray,
+    n_classes: int,
+    extract: Callable[..., torch.Tensor],
+    grid: tuple[int, int],
+    config: PropagationConfig,
+    size: tuple[int, int],
+    void0: np.ndarray | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Propagate a first-frame index map through ``frames``: yields ``(t, [H, W] uint8)``, t >= 1.
+
+    The path every label-propagation user takes (``eval davis``, ``videorep propagate``,
+    ``videorep.propagate``): ``labels0 [H, W]`` (object indices ``0..n_classes-1``, ``void0``
+    pixels carrying no label) -> soft labels ``[n_classes, *grid]`` (:func:`index_to_soft`) ->
+    :func:`propagate_frames` -> each prediction upsampled to ``size = (H, W)`` and arg-maxed
+    (:func:`soft_to_index`). ``extract`` maps one item of ``frames`` to features ``[h, w, D]``.
+    """
+    soft0 = index_to_soft(labels0, n_classes, grid, void0)
+    for t, soft in propagate_frames(frames, soft0, extract, config, on_frame):
+        yield t, soft_to_index(soft, size)
 
 
 def index_to_soft(
@@ -130,7 +178,7 @@ def soft_to_full(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def soft_to_index(soft: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``[C, h, w]`` soft labels -> ``[H, W]`` uint8 index map at full resolution (argmax)."""
-    return soft_to_full(soft, size).argmax(0).numpy().astype(np.uint8)
+    return soft_to_full(soft, size).argmax(0).cpu().numpy().astype(np.uint8)
 
 
 _PALETTE = davis_palette()

@@ -21,12 +21,7 @@ import torch
 
 from videorep.data.davis import DavisSequence, list_sequences, load_sequence, read_annotation
 from videorep.errors import VideorepError
-from videorep.eval.core import (
-    index_to_soft,
-    propagate_frames,
-    soft_to_index,
-    write_indexed_png,
-)
+from videorep.eval.core import propagate_masks, write_indexed_png
 from videorep.eval.metrics import davis_summary, frame_scores, summarize_objects
 from videorep.eval.propagation import PropagationConfig
 from videorep.eval.runner import Benchmark, Item, run_benchmark, split_names
@@ -115,7 +110,6 @@ def evaluate_sequence(
     """
     seq_dir = Path(out) / seq.name
     labels0, void0 = read_annotation(seq.annotations[0], seq.year)
-    soft0 = index_to_soft(labels0, seq.n_objects + 1, grid, void0)
     write_indexed_png(seq_dir / f"{0:05d}.png", labels0)
     vis = visualizer_factory(seq.name) if visualizer_factory else None
     current: dict = {}
@@ -126,8 +120,11 @@ def evaluate_sequence(
             vis.add(0, rgb, labels0, labels0)
 
     start = time.perf_counter()
-    for t, soft in propagate_frames(seq.frames, soft0, extract, config, on_frame):
-        pred = soft_to_index(soft, seq.size)
+    n_classes = seq.n_objects + 1
+    preds = propagate_masks(
+        seq.frames, labels0, n_classes, extract, grid, config, seq.size, void0, on_frame
+    )
+    for t, pred in preds:
         write_indexed_png(seq_dir / f"{t:05d}.png", pred)
         if vis is not None:
             gt = read_annotation(seq.annotations[t], seq.year)[0] if seq.scored else None
