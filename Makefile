@@ -31,12 +31,12 @@ slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install
-	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples hubconf.py
+	$(BIN)/ruff check src tests benchmarks examples hubconf.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks examples
-	$(BIN)/ruff check --fix src tests benchmarks examples
+	$(BIN)/ruff format src tests benchmarks examples hubconf.py
+	$(BIN)/ruff check --fix src tests benchmarks examples hubconf.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
