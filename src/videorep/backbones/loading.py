@@ -31,7 +31,11 @@ def read_checkpoint(path: str | Path) -> object:
     missing, empty, truncated, corrupt or code-carrying file.
     """
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_folder = path.is_dir()
+    except OSError:  # e.g. a name too long: file_size below names the problem
+        is_folder = False
+    if is_folder:
         return read_hf_folder(path)
     if file_size(path, "checkpoint file") == 0:
         raise VideorepError(f"{path}: checkpoint file is empty (0 bytes)")
