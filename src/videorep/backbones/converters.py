@@ -148,7 +148,7 @@ def convert_blip(ckpt: object) -> Converted:
 
 
 def convert_clip(ckpt: object) -> Converted:
-    """OpenAI CLIP visual tower via timm's converter.
+    """OpenAI CLIP visual tower via timm's converter (Hugging Face layout: :func:`convert_hf_clip`).
 
     The tower has a pre-norm (``ln_pre`` -> ``norm_pre``) and a bias-free patch projection.
     ``visual.proj`` maps only the CLS embedding into the joint image-text space; patch tokens are
@@ -158,6 +158,8 @@ def convert_clip(ckpt: object) -> Converted:
     from timm.models.vision_transformer import _convert_openai_clip
 
     sd = _unwrap(ckpt, ("state_dict", "model"))
+    if any(k.endswith("embeddings.class_embedding") for k in sd):
+        return convert_hf_clip(sd)
     prefix = "module.visual." if "module.visual.class_embedding" in sd else "visual."
     _require(sd, "CLIP", (f"{prefix}class_embedding", f"{prefix}conv1.weight"))
     out = _convert_openai_clip(dict(sd), None, prefix=prefix)
@@ -248,6 +250,62 @@ def convert_hf_dinov2(ckpt: object) -> Converted:
     return Converted(out, ignored)
 
 
+_HF_CLIP_LAYER = re.compile(r"encoder\.layers\.(\d+)\.(.+)")
+_HF_CLIP_RENAMES = {
+    "layer_norm1": "norm1",
+    "self_attn.out_proj": "attn.proj",
+    "layer_norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+
+
+def convert_hf_clip(ckpt: object) -> Converted:
+    """CLIP's image tower in Hugging Face ``CLIPVisionModel`` / ``CLIPModel`` naming.
+
+    ``vision_model.embeddings.{class_embedding, patch_embedding.weight,
+    position_embedding.weight}``, ``pre_layrnorm`` (sic), ``encoder.layers.N.self_attn.
+    {q,k,v,out}_proj``, ``layer_norm1/2``, ``mlp.fc1/2`` and ``post_layernorm`` become timm's
+    ``cls_token``, ``patch_embed.proj``, ``pos_embed``, ``norm_pre``, fused ``attn.qkv`` (q, k, v
+    in that order), ``attn.proj``, ``norm1/2``, ``mlp`` and ``norm``. The text tower,
+    ``visual_projection`` (CLS only, as for OpenAI's ``visual.proj``), ``logit_scale`` and the
+    ``position_ids`` buffer are ignored.
+    """
+    sd = _strip(_unwrap(ckpt, ("model", "state_dict")), "module.")
+    vision = {k[len("vision_model.") :]: v for k, v in sd.items() if k.startswith("vision_model.")}
+    _require(
+        vision,
+        "Hugging Face CLIP",
+        ("embeddings.class_embedding", "embeddings.patch_embedding.weight", "pre_layrnorm.weight"),
+    )
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        used.add(key)
+        return vision[key]
+
+    out: dict[str, torch.Tensor] = {
+        "cls_token": take("embeddings.class_embedding").reshape(1, 1, -1),
+        "pos_embed": take("embeddings.position_embedding.weight").unsqueeze(0),
+        "patch_embed.proj.weight": take("embeddings.patch_embedding.weight"),
+        "norm_pre.weight": take("pre_layrnorm.weight"),
+        "norm_pre.bias": take("pre_layrnorm.bias"),
+        "norm.weight": take("post_layernorm.weight"),
+        "norm.bias": take("post_layernorm.bias"),
+    }
+    layers = sorted({int(m.group(1)) for k in vision if (m := _HF_CLIP_LAYER.match(k))})
+    for i in layers:
+        src, dst = f"encoder.layers.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            qkv = [take(f"{src}self_attn.{n}_proj.{part}") for n in ("q", "k", "v")]
+            out[f"{dst}attn.qkv.{part}"] = torch.cat(qkv, dim=0)
+            for hf_name, timm_name in _HF_CLIP_RENAMES.items():
+                out[f"{dst}{timm_name}.{part}"] = take(f"{src}{hf_name}.{part}")
+    ignored = sorted(f"vision_model.{k}" for k in vision if k not in used)
+    ignored += sorted(k for k in sd if not k.startswith("vision_model."))
+    return Converted(out, ignored)
+
+
 CONVERTERS: dict[str, Callable[[object], Converted]] = {
     "dino": convert_dino,
     "ibot": convert_dino,
@@ -259,6 +317,7 @@ CONVERTERS: dict[str, Callable[[object], Converted]] = {
     "clip": convert_clip,
     "dinov2": convert_dinov2,
     "hf_dinov2": convert_hf_dinov2,
+    "hf_clip": convert_hf_clip,
 }
 
 #: source keys each family may leave out; anything else left over is an error
@@ -275,6 +334,10 @@ ALLOWED_IGNORED = {
         r"^(mask_token|dino_head\..*|ibot_head\..*|head\..*|embeddings\.mask_token)$"
     ),
     "hf_dinov2": re.compile(r"^(embeddings\.mask_token|pooler\..*)$"),
+    "hf_clip": re.compile(
+        r"^(text_model\..*|visual_projection\..*|text_projection\..*|logit_scale"
+        r"|vision_model\.embeddings\.position_ids)$"
+    ),
 }
 
 

@@ -21,7 +21,8 @@ from videorep.errors import VideorepError
 
 
 def read_checkpoint(path: str | Path) -> object:
-    """Read a checkpoint file (``.pth``/``.pt``/``.tar``, TorchScript, or ``.safetensors``).
+    """Read a checkpoint file (``.pth``/``.pt``/``.tar``, TorchScript, or ``.safetensors``), or a
+    Hugging Face model folder (:func:`read_hf_folder`).
 
     Pickled checkpoints are read with ``weights_only=True`` (``argparse.Namespace`` allowed, as
     DINO and MAE store their arguments that way); TorchScript archives (OpenAI CLIP) are read by
@@ -30,6 +31,12 @@ def read_checkpoint(path: str | Path) -> object:
     missing, empty, truncated, corrupt or code-carrying file.
     """
     path = Path(path)
+    try:
+        is_folder = path.is_dir()
+    except OSError:  # e.g. a name too long: file_size below names the problem
+        is_folder = False
+    if is_folder:
+        return read_hf_folder(path)
     if file_size(path, "checkpoint file") == 0:
         raise VideorepError(f"{path}: checkpoint file is empty (0 bytes)")
     if path.suffix == ".safetensors":
@@ -55,6 +62,38 @@ def read_checkpoint(path: str | Path) -> object:
         raise VideorepError(
             f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}"
         ) from None
+
+
+HF_WEIGHTS = "model.safetensors"
+HF_INDEX = "model.safetensors.index.json"
+
+
+def read_hf_folder(folder: str | Path) -> dict:
+    """The tensors of a Hugging Face model folder: ``model.safetensors``, or the shards listed in
+    ``model.safetensors.index.json``. (The family's converter then maps the keys, e.g.
+    ``Dinov2Model`` or ``CLIPVisionModel`` naming.) A folder with neither is one clear error.
+    """
+    import json
+
+    folder = Path(folder)
+    single, index = folder / HF_WEIGHTS, folder / HF_INDEX
+    if single.is_file():
+        return dict(read_checkpoint(single))
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise VideorepError(f"{index}: not a safetensors index ({exc})") from None
+        merged: dict = {}
+        for shard in shards:
+            if "/" in shard or "\\" in shard or shard.startswith("."):
+                raise VideorepError(f"{index}: shard name {shard!r} points outside the folder")
+            merged.update(read_checkpoint(folder / shard))
+        return merged
+    raise VideorepError(
+        f"{folder}: a folder, but not a Hugging Face model folder (no {HF_WEIGHTS} or {HF_INDEX})"
+    )
 
 
 class _ScriptObject:

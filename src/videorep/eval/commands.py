@@ -74,6 +74,15 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         action="store_true",
         help="keep the sequences a previous run into --out finished (checked) and do the rest",
     )
+    p.add_argument(
+        "--tensorboard",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="DIR",
+        help="log the summary metrics as TensorBoard scalars eval/<benchmark>/<metric> to DIR "
+        "(default: OUT/tensorboard)",
+    )
 
 
 def register(subparsers) -> None:
@@ -166,5 +175,6 @@ def run_eval_command(args: argparse.Namespace) -> int:
             visualize=args.visualize,
             resume=args.resume,
             dist=dist,
+            tensorboard=args.tensorboard,
         )
     return 0

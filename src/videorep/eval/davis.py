@@ -6,6 +6,8 @@ upsampled bilinearly to the frame's size, arg-maxed and written as an indexed PN
 palette to ``OUT/<seq>/NNNNN.png`` (frame 0 gets its ground truth, as the toolkit expects). The
 PNGs are then scored exactly as the official davis2017-evaluation does (see
 :mod:`videorep.eval.metrics`): per object, J and F over all frames but the first and the last.
+Besides ``results.json`` the run writes the toolkit's own ``global_results-<split>.csv`` and
+``per-sequence_results-<split>.csv`` (:func:`official_csvs`), so scripts that read those work.
 """
 
 from __future__ import annotations
@@ -156,6 +158,36 @@ def summarize(results: Sequence[dict]) -> dict:
     return davis_summary(per_object)
 
 
+#: columns of the official toolkit's ``global_results-<set>.csv`` (``evaluation_method.py``)
+GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+#: columns of its ``per-sequence_results-<set>.csv``
+SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
+
+
+def _csv_float(value: float) -> str:
+    """A float as pandas' ``to_csv(float_format="%.3f")`` writes it (NaN: empty field)."""
+    return "" if value != value else f"{value:.3f}"  # same digits as "%.3f" % value
+
+
+def official_csvs(results: Sequence[dict], summary: dict) -> tuple[str, str]:
+    """The text of the toolkit's global and per-sequence CSVs for these per-sequence results.
+
+    As davis2017-evaluation's ``evaluation_method.py`` writes them: one header line and one row
+    of means over all objects (``J&F-Mean`` = (J-Mean + F-Mean) / 2), and one row per object
+    named ``<sequence>_<object id>`` in evaluation order, values formatted ``%.3f``, no index
+    column, ``\n`` line ends. Unscored sequences (first-frame annotation only) are left out.
+    """
+    keys = ("JF_mean", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay")
+    global_csv = ",".join(GLOBAL_COLUMNS) + "\n"
+    global_csv += ",".join(_csv_float(summary[k]) for k in keys) + "\n"
+    per_seq = ",".join(SEQUENCE_COLUMNS) + "\n"
+    for r in results:
+        for i, obj in enumerate(r.get("objects") or []):
+            name = f"{r['sequence']}_{i + 1}"
+            per_seq += f"{name},{_csv_float(obj['J_mean'])},{_csv_float(obj['F_mean'])}\n"
+    return global_csv, per_seq
+
+
 @dataclass
 class DavisBenchmark(Benchmark):
     """DAVIS-2016/2017 ``split`` of ``root``: one item per sequence, J&F per object."""
@@ -245,6 +277,18 @@ class DavisBenchmark(Benchmark):
     def per_sequence(self, result: dict) -> dict:
         return super().per_sequence(result) | {"summary": _strip(sequence_row(result))}
 
+    def write_reports(self, out: Path, results: Sequence[dict], summary: dict) -> list[str]:
+        """The official toolkit's ``global_results-<split>.csv`` and per-sequence CSV."""
+        from videorep.eval.core import atomic_write_bytes
+
+        if not summary:
+            return []
+        texts = official_csvs(results, summary)
+        names = [f"global_results-{self.split}.csv", f"per-sequence_results-{self.split}.csv"]
+        for name, text in zip(names, texts):
+            atomic_write_bytes(Path(out) / name, text.encode(), fsync=True)
+        return names
+
     def settings(self, names: list[str]) -> dict:
         return {
             "year": self.year,
@@ -278,6 +322,7 @@ def run_davis(
     dist: DistContext | None = None,
     void: str = "background",
     resume: bool = False,
+    tensorboard: str | Path | bool | None = None,
 ) -> dict:
     """Evaluate ``extractor`` on a DAVIS split; writes PNGs, ``results.json`` (and visuals).
 
@@ -288,11 +333,20 @@ def run_davis(
 
     Returns the ``results.json`` content (on every rank): ``J_mean``, ``F_mean``, ``JF_mean``,
     recalls, decays, ``per_sequence`` (with per-object values), ``settings``, ``timing``
-    (wall-clock seconds and rank per sequence) and ``provenance``.
+    (wall-clock seconds and rank per sequence) and ``provenance``. Also writes the official
+    toolkit's CSVs (:func:`official_csvs`) and ``command.txt``; ``tensorboard`` as in
+    :func:`~videorep.eval.runner.run_benchmark`.
     """
     bench = DavisBenchmark(root, year, split, extractor, config, sequences, max_frames, void)
     return run_benchmark(
-        bench, out, settings=settings, visualize=visualize, resume=resume, log=log, dist=dist
+        bench,
+        out,
+        settings=settings,
+        visualize=visualize,
+        resume=resume,
+        log=log,
+        dist=dist,
+        tensorboard=tensorboard,
     )
 
 

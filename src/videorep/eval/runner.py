@@ -9,7 +9,11 @@ rest, the same for all of them:
   (:mod:`videorep.eval.sharding`); a single process is world size 1 of the same path;
 * **progress** - rank 0 prints the table header and one row per item;
 * **results** - ``OUT/results.json`` (summary, ``per_sequence``, ``settings``, ``timing`` and
-  ``provenance``: versions, git commit, device) and, with ``visualize``, ``OUT/index.html``;
+  ``provenance``: versions, git commit, device), ``OUT/command.txt`` (the command line, shell
+  quoted), the benchmark's own reports (:meth:`Benchmark.write_reports`: DAVIS writes the
+  official toolkit's CSVs), with ``visualize`` ``OUT/index.html``, and with ``tensorboard`` the
+  summary's numbers as TensorBoard scalars ``eval/<benchmark>/<metric>`` in ``OUT/tensorboard``
+  (or the folder given);
 * **resume and locking** - the run's state lives in ``OUT/.eval/``: ``lock`` (one run per
   folder), ``run.json`` (benchmark, settings, provenance) and ``done/<item>.json``, one record
   per finished item, written atomically *after* its files, with the size and hash of every file
@@ -32,6 +36,7 @@ import hashlib
 import importlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -170,6 +175,10 @@ class Benchmark(ABC):
     def summary_row(self, summary: dict) -> str | None:
         """The table's last line (``None``: none)."""
         return None
+
+    def write_reports(self, out: Path, results: Sequence[dict], summary: dict) -> list[str]:
+        """Write extra report files into ``out`` (rank 0, after ``results.json``); their names."""
+        return []
 
     @abstractmethod
     def settings(self, names: list[str]) -> dict:
@@ -469,6 +478,7 @@ def run_benchmark(
     resume: bool = False,
     log: Callable[[str], None] = print,
     dist: DistContext | None = None,
+    tensorboard: str | Path | bool | None = None,
 ) -> dict:
     """Evaluate ``bench`` into ``out``; returns the ``results.json`` content (on every rank).
 
@@ -482,6 +492,8 @@ def run_benchmark(
     ``results.json`` holds the benchmark's summary, ``per_sequence``, ``settings``, ``timing``
     (wall-clock seconds and rank per item; resumed items keep their original ones and are listed
     under ``resumed``) and ``provenance``; only ``timing`` and ``provenance`` vary between runs.
+    ``OUT/command.txt`` records the command line. ``tensorboard``: ``True`` logs the summary to
+    ``OUT/tensorboard``, a path to that folder (see :func:`log_summary_to_tensorboard`).
     """
     from videorep.utils.distributed import broadcast_object, current_context
 
@@ -527,10 +539,67 @@ def run_benchmark(
             raise failure
         raise VideorepError(f"rank {dist.rank}: stopping, rank 0 failed: {state['error']}")
     try:
-        return _run(bench, items, state["done"], folder, run_settings, prov, visualize, dist, say)
+        report = _run(bench, items, state["done"], folder, run_settings, prov, visualize, dist, say)
     finally:
         if dist.is_main:
             folder.unlock()
+    if dist.is_main and tensorboard:
+        tb_dir = out / "tensorboard" if tensorboard is True else Path(tensorboard)
+        log_summary_to_tensorboard(tb_dir, bench.name, report)
+    return report
+
+
+def summary_scalars(report: dict) -> dict[str, float]:
+    """The summary's numbers of a ``results.json`` report, nested keys joined by ``/``."""
+    skip = {"per_sequence", "settings", "timing", "provenance"}
+    scalars: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, int | float):
+            scalars[prefix] = float(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+
+    for key, value in report.items():
+        if key not in skip:
+            walk(str(key), value)
+    return scalars
+
+
+def log_summary_to_tensorboard(folder: str | Path, benchmark: str, report: dict) -> Path:
+    """Write the summary's numbers as scalars ``eval/<benchmark>/<metric>`` (step 0) to ``folder``.
+
+    A missing ``tensorboard`` package is one clear error (the results are written already).
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise VideorepError(
+            f"--tensorboard: {exc} (pip install tensorboard); results.json is written"
+        ) from None
+    folder = Path(folder)
+    try:
+        writer = SummaryWriter(str(folder))
+        try:
+            for key, value in summary_scalars(report).items():
+                writer.add_scalar(f"eval/{benchmark}/{key}", value, 0)
+        finally:
+            writer.close()
+    except OSError as exc:
+        raise _os_error(exc, f"writing TensorBoard events to {folder}") from None
+    return folder
+
+
+def command_line() -> str:
+    """This process's command line, shell-quoted (the entry point's path shortened to
+    ``videorep``), e.g. ``videorep eval davis --root DAVIS --out OUT``."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "videorep":
+        argv[0] = "videorep"
+    return shlex.join(argv)
 
 
 def _run(
@@ -631,6 +700,10 @@ def _run(
     if not dist.is_main:
         return report
     write_json(out / "results.json", report)
+    from videorep.eval.core import atomic_write_bytes
+
+    atomic_write_bytes(out / "command.txt", (command_line() + "\n").encode(), fsync=True)
+    bench.write_reports(out, results, summary)
     if visualize:
         from videorep.eval.visualize import write_index_html
 

@@ -2,8 +2,8 @@
 
 It owns what is common to Co-Settle and BOD-VCL: the deterministic data order, the global batch,
 AdamW with warm-up + cosine, gradient accumulation, atomic checkpoints with exact resume, the
-logs (tqdm, JSONL, TensorBoard) and clean stops (NaN/inf loss, Ctrl-C). Methods plug in through
-:class:`videorep.train.method.Method`.
+logs (quiet progress bar, JSONL, TensorBoard) and clean stops (NaN/inf loss, Ctrl-C). Methods
+plug in through :class:`videorep.train.method.Method`.
 
 Determinism: the sample order is a pure function of ``(seed, epoch)``, a dataset with
 ``set_epoch`` draws its augmentations from ``(seed, epoch, index)``, and methods seed per-step
@@ -53,6 +53,7 @@ from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
 from videorep.utils.config import write_json_atomic
 from videorep.utils.distributed import rank_and_world_size
+from videorep.utils.progress import progress_bar, set_postfix
 from videorep.utils.provenance import provenance
 
 #: Settings that control how a run is carried out, not what it computes: :func:`check_resume`
@@ -411,15 +412,7 @@ class Trainer:
         jsonl, writer = self._open_logs()
         bar = None
         if self.is_main and cfg.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=self.total_steps,
-                initial=self.step,
-                desc="train",
-                dynamic_ncols=True,
-                mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            )
+            bar = progress_bar(self.total_steps, initial=self.step, desc="train")
         last_save = self.step
         self._stop_agreed = False
         try:
@@ -445,7 +438,7 @@ class Trainer:
                                     k: f"{record.get(k, float('nan')):.4f}"
                                     for k in self.method.progress_metrics
                                 }
-                                bar.set_postfix(**shown, lr=f"{record['lr']:.2e}")
+                                set_postfix(bar, **shown, lr=f"{record['lr']:.2e}")
                         if self.step % cfg.save_every == 0:
                             self.save_checkpoint()
                             last_save = self.step

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from videorep.errors import VideorepError
+from videorep.utils.progress import progress_bar
 
 BANK_FORMAT = "videorep-view-bank-v1"
 
@@ -110,9 +111,7 @@ def build_view_bank(
         done = int(state["done"])
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=done, desc="view bank", dynamic_ncols=True)
+        bar = progress_bar(total, initial=done, desc="view bank")
     try:
         with open(partial, "r+b" if done else "wb") as fh:
             if done:
