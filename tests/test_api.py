@@ -46,6 +46,10 @@ def test_import_is_cheap_and_names_are_public():
     for name in ("load_encoder", "extract_features", "load_projection", "propagate", "Features"):
         assert name in out.stdout
     assert (SRC / "videorep" / "py.typed").is_file()
+    # the lazy re-export lists exactly the API module's public names
+    import videorep.api
+
+    assert sorted(videorep._API) == sorted(videorep.api.__all__)
     with pytest.raises(AttributeError):
         videorep.no_such_name  # noqa: B018
 
