@@ -222,14 +222,15 @@ def test_davis_sample_full_real_encoder(tmp_path):
     ex = FeatureExtractor(encoder, (476, 854))
     out = tmp_path / "out"
     rep = run_davis(DAVIS_SAMPLE, 2016, "val", ex, resolve_config("paper", "davis"), out)
-    # measured J&F (README: 90.9 / 82.2 / 68.6, mean 80.57); the run is deterministic, so only
-    # the README's rounding to 0.1 point (+-0.0005) and BLAS summation order are allowed
-    pilot = {"blackswan": 0.909, "car-shadow": 0.822, "libby": 0.686}
+    # measured J&F (README: 90.9 / 82.2 / 68.6, mean 80.57; unrounded 0.909478 / 0.821967 /
+    # 0.685622, at 9a2e35c and again after the architecture change); the run is deterministic, so
+    # only BLAS summation order may move it, by far less than 1e-4
+    pilot = {"blackswan": 0.90948, "car-shadow": 0.82197, "libby": 0.68562}
     for seq in rep["per_sequence"]:
         obj = seq["objects"][0]
         j, f = _vos_benchmark_scores(DAVIS_SAMPLE, out, seq["sequence"], seq["n_frames"])
         assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - (j + f) / 2) < 1e-3  # within 0.1 point
-        assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - pilot[seq["sequence"]]) < 0.001
+        assert abs((obj["J_mean"] + obj["F_mean"]) / 2 - pilot[seq["sequence"]]) < 1e-4
 
 
 def test_visualize_writes_strips_video_and_index(tmp_path, colour_encoder):
