@@ -28,7 +28,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m "slow and not cuda"
 
 lint: install
 	$(BIN)/ruff format --check src tests benchmarks examples hubconf.py
