@@ -113,7 +113,18 @@ BODVCL_CHOICES = {
     "--dtype": ("float32", "float64"),
 }
 # flags for settings that had none before
-NEW_COMMON = {"--config", "--betas"}
+NEW_COMMON = {
+    "--config",
+    "--betas",
+    # GPU and cluster runs (issue 13)
+    "--device",
+    "--precision",
+    "--tf32",
+    "--no-tf32",
+    "--compile",
+    "--persistent-workers",
+    "--prefetch-factor",
+}
 NEW_BODVCL = {"--proj-layers", "--fd-radius", "--keep-time", "--no-keep-time", "--pinv-rtol"}
 
 

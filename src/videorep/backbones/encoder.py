@@ -14,6 +14,7 @@ from torch import nn
 
 from videorep.backbones.pos import PosEmbedFn, interpolate_pos_grid
 from videorep.errors import VideorepError
+from videorep.utils.device import autocast
 
 
 class ImageEncoder(nn.Module):
@@ -115,11 +116,9 @@ class ImageEncoder(nn.Module):
         vit = self.vit
         if self._scale is not None:
             images = images * self._scale + self._shift
-        with torch.autocast(
-            "cpu",
-            dtype=self.autocast_dtype or torch.bfloat16,
-            enabled=self.autocast_dtype is not None,
-        ):
+        # ``autocast_dtype`` (--encoder-dtype): autocast on the device of the input (CPU or
+        # CUDA). None: no context of its own, so a caller's autocast (--precision) still applies.
+        with autocast(images, self.autocast_dtype):
             x = vit.patch_embed.proj(images).flatten(2).transpose(1, 2)  # [B, hw, D]
             x = vit.patch_embed.norm(x)
             pos = self.pos_grid(h, w)

@@ -57,7 +57,7 @@ def add_method_parser(methods: argparse._SubParsersAction, plugin: MethodPlugin)
     add_arguments(p.add_argument_group("data"), plugin.data_config, "data")
     add_arguments(p.add_argument_group("optimisation"), TrainConfig, "train", plugin.train_defaults)
     add_arguments(p.add_argument_group(plugin.name), plugin.method_config, "method_config")
-    p.set_defaults(func=lambda args: run_distributed(train_main, plugin, args))
+    p.set_defaults(func=lambda args: train_command(plugin, args))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +99,13 @@ def resolve_configs(plugin: MethodPlugin, args: argparse.Namespace) -> tuple[Any
         configs.append(build(classes[section], values, where))
     method_config, data, train = configs
     return method_config, data, train
+
+
+def train_command(plugin: MethodPlugin, args: argparse.Namespace) -> int:
+    """``videorep train NAME``: :func:`train_main` in the ``torchrun`` process group (if any),
+    whose backend follows the run's ``--device`` (``--device cpu`` on a GPU machine: gloo)."""
+    device = resolve_configs(plugin, args)[2].device
+    return run_distributed(train_main, plugin, args, device=device)
 
 
 def train_main(plugin: MethodPlugin, args: argparse.Namespace) -> int:

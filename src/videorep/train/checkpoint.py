@@ -47,9 +47,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore the states saved by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # a checkpoint mapped to a GPU: back to host
     npy = state["numpy"]
-    keys = npy["keys"].numpy().astype(np.uint32)
+    keys = npy["keys"].cpu().numpy().astype(np.uint32)
     np.random.set_state(
         (npy["name"], keys, int(npy["pos"]), int(npy["has_gauss"]), float(npy["cached_gaussian"]))
     )
@@ -95,8 +95,11 @@ def atomic_save(obj: object, path: str | Path) -> None:
         ) from None
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Read a training checkpoint written by :func:`atomic_save`, with clear errors.
+
+    Tensors are loaded onto ``map_location`` (the trainer passes the run's device, so resuming a
+    GPU run's checkpoint on the CPU, or the other way round, works).
 
     The file is read with ``weights_only=True``: a pickled object other than tensors and plain
     values is refused (its code never runs) with one error naming the file.
@@ -109,7 +112,7 @@ def load_checkpoint(path: str | Path) -> dict:
     if not found:
         raise VideorepError(f"{path}: no checkpoint to resume from")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise VideorepError(
             f"{path}: not a videorep training checkpoint (it holds Python objects other than "

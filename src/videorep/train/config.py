@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from videorep.utils.config import setting
+from videorep.utils.device import DEVICE_CHOICES_HELP
+
+#: ``--precision`` choices: float32, or autocast to bfloat16 / float16 (fp16 with a GradScaler)
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -27,6 +31,23 @@ class TrainConfig:
     save_every: int = setting(100, help="checkpoint every N steps (100)")
     seed: int = setting(0)
     workers: int = setting(0, help="DataLoader worker processes (0)")
+    persistent_workers: bool = setting(
+        False, help="keep DataLoader workers alive between epochs (only with --workers > 0)"
+    )
+    prefetch_factor: int | None = setting(
+        None, help="batches each DataLoader worker loads ahead (torch default 2; --workers > 0)"
+    )
+    device: str = setting("auto", metavar="DEVICE", help=DEVICE_CHOICES_HELP)
+    precision: str = setting(
+        "fp32",
+        choices=PRECISIONS,
+        help="training precision: fp32, or autocast to bf16 / fp16 (fp16: CUDA only, with a "
+        "GradScaler); recorded in the checkpoint, --resume refuses another",
+    )
+    tf32: bool = setting(
+        True, help="allow TF32 tensor cores for float32 matmuls on CUDA (--no-tf32: exact fp32)"
+    )
+    compile: bool = setting(False, help="torch.compile the encoder (opt-in; first steps slower)")
     resume: bool = setting(False, help="continue from OUT/checkpoint.pt")
     progress: bool = setting(True, flag="--no-progress", help="no progress bar")
     deterministic: bool = setting(

@@ -7,6 +7,13 @@ checkpoints :meth:`Method.checkpoint_state` and logs the scalars returned by
 
 Methods with an ordinary single objective implement only ``training_step``. Methods that need
 control over the optimiser (bi-level optimisation) override :meth:`Method.optimizer_step`.
+
+Precision (``--precision``): the trainer calls :meth:`Method.configure_precision` with the
+autocast dtype (``None`` for float32) and, for float16, a ``torch.amp.GradScaler``. The default
+:meth:`Method.optimizer_step` runs each forward under :meth:`Method.autocast` (on the device of
+the batch), scales the loss with :meth:`Method.backward` and steps with
+:meth:`Method.step_optimizer` (``scaler.step`` + ``update``: steps with inf/NaN gradients are
+skipped), as the authors' ``engine_pretrain.py`` does.
 """
 
 from __future__ import annotations
@@ -22,6 +29,25 @@ from torch import nn
 
 if TYPE_CHECKING:
     from videorep.train.config import TrainConfig
+
+
+def _first_tensor(batch: Any) -> torch.Tensor | None:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    values = batch.values() if isinstance(batch, Mapping) else batch
+    if isinstance(values, (list, tuple)) or isinstance(batch, Mapping):
+        for value in values:
+            found = _first_tensor(value)
+            if found is not None:
+                return found
+    return None
+
+
+def batch_device(batch: Any) -> torch.device:
+    """The device of the first tensor in ``batch`` (a tensor, or dicts / lists / tuples of
+    them); the CPU when it holds none."""
+    found = _first_tensor(batch)
+    return found.device if found is not None else torch.device("cpu")
 
 
 class Method(nn.Module):
@@ -58,6 +84,60 @@ class Method(nn.Module):
             return self.training_step(batch)
         return self.ddp(batch)
 
+    # ------------------------------------------------------------------ precision and compile
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The training autocast dtype (``None``: float32), set by :meth:`configure_precision`."""
+        return self.__dict__.get("_autocast_dtype")
+
+    @property
+    def grad_scaler(self) -> Any:
+        """The ``torch.amp.GradScaler`` of a float16 run, else ``None``."""
+        return self.__dict__.get("_grad_scaler")
+
+    def configure_precision(self, dtype: torch.dtype | None, scaler: Any = None) -> None:
+        """Train under autocast to ``dtype`` (``None``: float32), scaling losses with ``scaler``.
+
+        Methods that cannot train in a precision raise :class:`~videorep.errors.VideorepError`
+        here, before the first step. Stored outside the module tree (not in ``state_dict``).
+        """
+        self.__dict__["_autocast_dtype"] = dtype
+        self.__dict__["_grad_scaler"] = scaler
+
+    def autocast(self, batch: Any) -> Any:
+        """The autocast context of this run's precision, on the device of ``batch``."""
+        from videorep.utils.device import autocast
+
+        return autocast(batch_device(batch), self.autocast_dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, through the GradScaler in a float16 run."""
+        scaler = self.grad_scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()``; float16: ``scaler.step`` (skips non-finite steps) + ``update``."""
+        scaler = self.grad_scaler
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+
+    def compile_encoder(self) -> None:
+        """``--compile``: ``torch.compile`` the encoder in place (``nn.Module.compile``: the
+        state-dict keys stay the same). Methods name their encoder in :meth:`encoder_module`."""
+        module = self.encoder_module()
+        if module is None:
+            from videorep.errors import VideorepError
+
+            raise VideorepError(f"--compile: {self.method_name} has no encoder to compile")
+        module.compile()
+
+    def encoder_module(self) -> nn.Module | None:
+        """The module ``--compile`` compiles (the encoder); ``None``: nothing to compile."""
+        return None
+
     def training_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """Compute the loss of one (micro-)batch.
 
@@ -88,12 +168,13 @@ class Method(nn.Module):
             last = i == len(batches) - 1
             ctx = nullcontext() if last or self.ddp is None else self.ddp.no_sync()
             with ctx:
-                metrics = self.step_forward(batch)
-                (metrics["loss"] * loss_scale).backward()
+                with self.autocast(batch):
+                    metrics = self.step_forward(batch)
+                self.backward(metrics["loss"].float() * loss_scale)
             for key, value in metrics.items():
                 value = value.detach().float()
                 totals[key] = totals.get(key, 0.0) + value * loss_scale
-        optimizer.step()
+        self.step_optimizer(optimizer)
         return totals
 
     def set_seed(self, seed: int) -> None:

@@ -48,24 +48,83 @@ from videorep.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from videorep.train.config import TrainConfig
+from videorep.train.config import PRECISIONS, TrainConfig
 from videorep.train.method import Method
 from videorep.train.schedule import build_adamw, lr_at
 from videorep.utils.config import write_json_atomic
+from videorep.utils.device import (
+    ddp_device_ids,
+    pin_memory_for,
+    resolve_device,
+    set_matmul_tf32,
+    to_device,
+)
 from videorep.utils.distributed import rank_and_world_size
 from videorep.utils.progress import progress_bar, set_postfix
 from videorep.utils.provenance import provenance
 
 #: Settings that control how a run is carried out, not what it computes: :func:`check_resume`
-#: does not compare them. ``out`` / ``resume`` (where and whether), ``progress``, ``workers`` and
-#: ``save_every`` (display, loading and checkpoint frequency: same steps either way),
-#: ``deterministic`` (kernel choice and thread count, for bit-exact CPU runs), ``provenance``.
-#: Everything else is compared, the run length (``epochs``, ``max_steps``: the learning-rate
-#: schedule depends on it) and the global batch (so the number of processes) included: a resumed
-#: run computes exactly what the uninterrupted one would have.
+#: does not compare them. ``out`` / ``resume`` (where and whether), ``progress``, ``workers``,
+#: ``persistent_workers``, ``prefetch_factor`` and ``save_every`` (display, loading and
+#: checkpoint frequency: same steps either way), ``deterministic``, ``tf32`` and ``compile``
+#: (kernel choice and thread count), ``device`` (a run may continue on another device, e.g. a
+#: CPU run resumed on a GPU), ``provenance``. Everything else is compared, the precision, the run
+#: length (``epochs``, ``max_steps``: the learning-rate schedule depends on it) and the global
+#: batch (so the number of processes) included: a resumed run computes what the uninterrupted
+#: one would have.
 RUN_CONTROL_KEYS = frozenset(
-    f"train.{k}" for k in ("out", "resume", "progress", "workers", "save_every", "deterministic")
+    f"train.{k}"
+    for k in (
+        "out",
+        "resume",
+        "progress",
+        "workers",
+        "persistent_workers",
+        "prefetch_factor",
+        "save_every",
+        "deterministic",
+        "device",
+        "tf32",
+        "compile",
+    )
 ) | {"provenance", "method"}
+
+#: Compared settings that checkpoints of older versions do not record, with the value those runs
+#: used (a checkpoint without ``train.precision`` was trained in float32).
+IMPLIED_SETTINGS = {"train.precision": "fp32"}
+
+#: ``--precision`` -> autocast dtype (``None``: float32, no autocast)
+PRECISION_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def setup_device(config: TrainConfig) -> torch.device:
+    """The device of this process for ``config`` (``--device``), checked against ``--precision``.
+
+    Resolves ``--device`` (:func:`videorep.utils.device.resolve_device`: under ``torchrun``
+    ``cuda`` is the GPU ``LOCAL_RANK``), makes that GPU the current one and applies ``--tf32``
+    there. fp16 is refused on the CPU (it needs CUDA and a GradScaler; use bf16). Idempotent: the
+    plug-ins call it before building data that already uses the encoder (the view bank), the
+    :class:`Trainer` again.
+    """
+    if config.precision not in PRECISIONS:
+        raise VideorepError(
+            f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}"
+        )
+    dev = resolve_device(config.device)
+    if config.precision == "fp16" and dev.type != "cuda":
+        raise VideorepError(
+            f"--precision fp16 on {dev}: float16 training runs on CUDA only (autocast with a "
+            "GradScaler, as the authors' engine_pretrain.py); use --precision bf16 or fp32 on "
+            "the CPU"
+        )
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        set_matmul_tf32(config.tf32)
+    return dev
 
 
 def _flat_settings(config: dict) -> dict:
@@ -100,14 +159,18 @@ def config_diff(old: dict, new: dict) -> dict[str, tuple]:
         shared.add("dtype")
     a = _flat_settings({k: v for k, v in old.items() if k in shared})
     b = _flat_settings({k: v for k, v in new.items() if k in shared})
+    for key, implied in IMPLIED_SETTINGS.items():
+        if key in b and key not in a:
+            a[key] = implied
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def check_resume(path: Path, ckpt: dict, method_name: str, config: dict) -> None:
     """Refuse to resume the checkpoint ``ckpt`` (read from ``path``) with another run config.
 
-    Every setting of the saved config (method, data, trainer, dtype) must equal the new one,
-    except :data:`RUN_CONTROL_KEYS`; the error names each differing key with both values.
+    Every setting of the saved config (method, data, trainer, precision, dtype) must equal the
+    new one, except :data:`RUN_CONTROL_KEYS` (the device among them); the error names each
+    differing key with both values.
     """
     if ckpt.get("method") != method_name:
         raise VideorepError(
@@ -257,6 +320,16 @@ class Trainer:
             round(config.warmup_epochs * self.steps_per_epoch), round(frac * self.total_steps)
         )
         self.base_lr = config.lr if config.lr is not None else config.blr * self.global_batch / 256
+        # Device: everything (parameters, buffers, queues, the optimiser's state, the batches)
+        # lives on self.device; the module is moved before DDP wraps it and before the
+        # optimiser is built, so its state is created there.
+        self.device = setup_device(config)
+        method.to(self.device)
+        dtype = PRECISION_DTYPES[config.precision]
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        method.configure_precision(dtype, self.scaler)
+        if config.compile:
+            method.compile_encoder()
         self.ddp = self._wrap_distributed(method) if self.world > 1 else None
         self.optimizer = build_adamw(
             method.trainable_parameters(), self.base_lr, config.weight_decay, config.betas
@@ -269,7 +342,7 @@ class Trainer:
         """Global-batch BatchNorm and DDP over the trainable parameters (world size > 1)."""
         from torch.nn.parallel import DistributedDataParallel
 
-        from videorep.train.distributed import convert_batchnorm, device
+        from videorep.train.distributed import convert_batchnorm
 
         convert_batchnorm(method)
         prefixes = method.frozen_prefixes()
@@ -277,10 +350,9 @@ class Trainer:
             n for n, _ in method.named_buffers() if n.startswith(prefixes)
         ]
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(method, ignored)
-        dev = device()
         ddp = DistributedDataParallel(
-            method,
-            device_ids=[dev.index] if dev.type == "cuda" else None,
+            method,  # already on self.device (see __init__): DDP refuses a CPU module with ids
+            device_ids=ddp_device_ids(self.device),
             broadcast_buffers=False,  # queues and BN statistics are kept equal by the method
         )
         method.attach_ddp(ddp)
@@ -314,13 +386,16 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "total_steps": self.total_steps,
+            "precision": self.config.precision,
             "config": self._full_config(),
             "rng": rng_state(),
         }
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         atomic_save(state, self.checkpoint_path)
 
     def resume_from(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, map_location=self.device)
         check_resume(path, ckpt, self.method.method_name, self._full_config())
         mine = self.method.state_dict()
         wrong = [
@@ -337,6 +412,8 @@ class Trainer:
         try:
             self.method.load_checkpoint_state(ckpt["method_state"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scaler is not None and "grad_scaler" in ckpt:
+                self.scaler.load_state_dict(ckpt["grad_scaler"])
         except (RuntimeError, ValueError) as exc:
             detail = " ".join(str(exc).split())
             raise VideorepError(f"{path}: does not fit this model ({detail})") from None
@@ -391,13 +468,19 @@ class Trainer:
             epoch,
             start,
         )
+        extra = {}
+        if self.config.workers > 0:  # DataLoader refuses these without workers
+            extra["persistent_workers"] = self.config.persistent_workers
+            if self.config.prefetch_factor is not None:
+                extra["prefetch_factor"] = self.config.prefetch_factor
         return DataLoader(
             self.dataset,
             batch_sampler=sampler,
             num_workers=self.config.workers,
             collate_fn=self.collate_fn,
             worker_init_fn=self.worker_init_fn,
-            persistent_workers=False,
+            pin_memory=pin_memory_for(self.device),  # then to_device is asynchronous
+            **extra,
         )
 
     def fit(self) -> list[dict]:
@@ -474,7 +557,7 @@ class Trainer:
         lr = lr_at(self.step, self.base_lr, self.warmup_steps, self.total_steps, cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        micro = [next(iterator) for _ in range(cfg.accum)]
+        micro = [to_device(next(iterator), self.device) for _ in range(cfg.accum)]
         t0 = time.perf_counter()
         self.method.before_optimizer_step(self.step)
         metrics = self.method.optimizer_step(micro, self.optimizer, 1.0 / cfg.accum)

@@ -2,8 +2,9 @@
 
 The one place training and evaluation ask where a process stands. ``torchrun`` sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the ``MASTER_ADDR``/``MASTER_PORT`` rendezvous;
-:func:`init_from_env` starts the default process group from them (``nccl`` when CUDA is
-available, one GPU per process; ``gloo`` otherwise) and :func:`cleanup` destroys it again if it
+:func:`init_from_env` starts the default process group from them, with the backend of the
+device the ranks compute on (:func:`videorep.utils.device.backend_for`: ``nccl`` for a GPU, one
+per process, ``LOCAL_RANK``; ``gloo`` for the CPU, also ``--device cpu`` on a CUDA machine) and :func:`cleanup` destroys it again if it
 was started here. Without those variables nothing is started and every function answers for a
 plain single process (rank 0 of world size 1), so the same code path serves both.
 
@@ -73,9 +74,12 @@ def local_rank() -> int:
     return env_int("LOCAL_RANK", 0)
 
 
-def choose_backend() -> str:
-    """``nccl`` when CUDA is available (one GPU per process), else ``gloo``."""
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def choose_backend(device_spec: str | torch.device | None = "auto") -> str:
+    """The process-group backend for ranks computing on ``device_spec`` (``auto``: CUDA when
+    present): ``nccl`` for a GPU, ``gloo`` for the CPU."""
+    from videorep.utils.device import backend_for, resolve_device
+
+    return backend_for(resolve_device(device_spec))
 
 
 def device() -> torch.device:
@@ -88,13 +92,19 @@ def device() -> torch.device:
 # ----------------------------------------------------------------------------- start and stop
 
 
-def init_from_env(timeout_s: float = 1800.0) -> tuple[int, int]:
+def init_from_env(
+    timeout_s: float = 1800.0, device: str | torch.device | None = "auto"
+) -> tuple[int, int]:
     """Start the default process group from ``torchrun``'s environment; ``(rank, world_size)``.
 
     Idempotent: an already initialised group is reused (and left to its owner). Without
-    ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) nothing is started and ``(0, 1)`` is returned. On
-    CUDA each process uses the GPU ``LOCAL_RANK`` (modulo the GPU count). Bad values, a missing
-    rendezvous or a torch build without ``torch.distributed`` are one :class:`VideorepError`.
+    ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) nothing is started and ``(0, 1)`` is returned.
+    ``device`` is the command's ``--device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``): it is
+    resolved with :func:`videorep.utils.device.resolve_device` (each rank takes the GPU
+    ``LOCAL_RANK``, modulo the GPU count) and the backend is the one of that device
+    (:func:`videorep.utils.device.backend_for`): ``--device cpu`` on a CUDA machine is gloo.
+    Bad values, a missing rendezvous or a torch build without ``torch.distributed`` are one
+    :class:`VideorepError`.
     """
     global _STARTED_HERE
     if dist.is_available() and dist.is_initialized():
@@ -115,9 +125,12 @@ def init_from_env(timeout_s: float = 1800.0) -> tuple[int, int]:
                 f"torchrun (e.g. torchrun --standalone --nproc_per_node {world} -m videorep.cli "
                 f"...)"
             )
-    backend = choose_backend()
-    if backend == "nccl":
-        torch.cuda.set_device(local % torch.cuda.device_count())
+    from videorep.utils.device import backend_for, resolve_device
+
+    chosen = resolve_device(device, local_rank=local, world_size=world)
+    backend = backend_for(chosen)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
     dist.init_process_group(
         backend=backend, rank=rank_, world_size=world, timeout=timedelta(seconds=timeout_s)
     )
@@ -188,12 +201,13 @@ def current_context() -> DistContext:
 
 
 @contextmanager
-def distributed_context() -> Iterator[DistContext]:
+def distributed_context(device: str | torch.device | None = "auto") -> Iterator[DistContext]:
     """Context of this process for a command-line run; initialises ``torch.distributed``.
 
     With ``WORLD_SIZE`` unset or 1 nothing is initialised and the context is world size 1. A
     group that already exists is used as it is; otherwise :func:`init_from_env` starts one and
-    it is destroyed on exit.
+    it is destroyed on exit. ``device`` (the command's ``--device``) picks the backend, as in
+    :func:`init_from_env`.
     """
     world = env_int("WORLD_SIZE", 1)
     if world == 1:
@@ -201,7 +215,7 @@ def distributed_context() -> Iterator[DistContext]:
         yield DistContext()
         return
     existed = dist.is_available() and dist.is_initialized()
-    init_from_env()
+    init_from_env(device=device)
     try:
         yield current_context()
     finally:

@@ -46,6 +46,13 @@ the finite-difference radius and the Hessian-vector product are those of the glo
 the final hypergradient is identical on every rank. ``unrolled``: the inner gradient is averaged
 with a differentiable all-reduce (its backward sums the ranks' adjoints), and the parameter
 gradients are averaged after the backward. ``single``/``none`` go through DDP as usual.
+
+Precision (``--precision``): ``single``/``none`` train under autocast as every method does
+(bf16, or fp16 with a GradScaler on CUDA). The bi-level modes accept bf16 (the whole step,
+inner step and finite differences included, under autocast) and refuse fp16: their gradients
+come from ``torch.autograd.grad`` and a finite-difference Hessian-vector product, which a loss
+scaler does not cover. The Koopman algebra (eigen-decomposition, pseudo-inverse) always runs in
+the weights' dtype, outside autocast. ``dtype=float64`` trains in fp32 precision only.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_targ
 from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
 from videorep.train import distributed as dist
 from videorep.train.method import Method
+from videorep.utils.device import autocast_device_type
 from videorep.utils.config import add_arguments, setting
 
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
@@ -273,15 +281,24 @@ class BODVCL(Method):
             raise VideorepError("V-SimCLR needs at least 2 videos per batch (negatives)")
         return clips.flatten(0, 1), b, v
 
+    def _koopman_input(self, frames: Tensor) -> Tensor:
+        """``frames`` in the weights' dtype (an autocast forward gives bf16/fp16 features; the
+        eigen-decomposition and pseudo-inverse need full precision)."""
+        return frames.to(next(self.online.parameters()).dtype)
+
     def embed(self, frames: Tensor) -> dict[str, Tensor]:
         """Clip embeddings from per-frame features ``[N, T, M]``: ``{"static": Z_A,
         "dynamic": Z_M}`` (Eq. 21) when decoupled, else ``{"clip": mean_t f(x_t)}``;
         each ``[N, M]``."""
         if not self.config.decoupled:
             return {"clip": frames.mean(dim=1)}
-        split = koopman_split(
-            frames, xi=self.config.xi, mode=self.config.spectral_mode, rtol=self.config.pinv_rtol
-        )
+        with torch.autocast(autocast_device_type(frames), enabled=False):
+            split = koopman_split(
+                self._koopman_input(frames),
+                xi=self.config.xi,
+                mode=self.config.spectral_mode,
+                rtol=self.config.pinv_rtol,
+            )
         self._last_split = split
         return {"static": split.z_static, "dynamic": split.z_dynamic}
 
@@ -310,9 +327,30 @@ class BODVCL(Method):
         return total, metrics
 
     def _pred_loss(self, frames: Tensor) -> Tensor:
-        return prediction_loss(frames, nu=self.config.nu, rtol=self.config.pinv_rtol)
+        with torch.autocast(autocast_device_type(frames), enabled=False):
+            return prediction_loss(
+                self._koopman_input(frames), nu=self.config.nu, rtol=self.config.pinv_rtol
+            )
 
     # ------------------------------------------------------------------ trainer contract
+    def encoder_module(self) -> nn.Module:
+        """The online video encoder (what ``--compile`` compiles)."""
+        return self.online.encoder
+
+    def configure_precision(self, dtype: torch.dtype | None, scaler: Any = None) -> None:
+        """See the module docstring: fp16 only for ``single``/``none``; float64 only in fp32."""
+        if dtype is not None and self.config.dtype == "float64":
+            raise VideorepError(
+                "--dtype float64 trains in full precision: use --precision fp32 with it"
+            )
+        if dtype == torch.float16 and self.config.bilevel in ("fd", "unrolled"):
+            raise VideorepError(
+                f"--precision fp16 with --bilevel {self.config.bilevel}: the hypergradient "
+                "(autograd.grad, finite differences) is not covered by a loss scaler; use "
+                "--precision bf16 or fp32, or --bilevel single/none"
+            )
+        super().configure_precision(dtype, scaler)
+
     def training_step(self, batch: Any) -> dict[str, Tensor]:
         """Single-level objective: ``L_A + L_M (+ L_pred unless bilevel == "none")``.
 
@@ -340,10 +378,11 @@ class BODVCL(Method):
         optimizer.zero_grad(set_to_none=True)
         totals: dict[str, Tensor] = {}
         for batch in batches:
-            if self.config.bilevel == "unrolled":
-                metrics = self._unrolled_backward(batch, gamma, loss_scale)
-            else:
-                metrics = self._fd_backward(batch, gamma, loss_scale)
+            with self.autocast(batch):  # bf16 only (configure_precision refuses fp16 here)
+                if self.config.bilevel == "unrolled":
+                    metrics = self._unrolled_backward(batch, gamma, loss_scale)
+                else:
+                    metrics = self._fd_backward(batch, gamma, loss_scale)
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value.detach().float() * loss_scale
         if self.config.bilevel == "unrolled" and dist.is_distributed():
@@ -353,7 +392,7 @@ class BODVCL(Method):
                 for n, p in self._inner_params().items():
                     p.copy_(self._theta_star[n])
         self._theta_star = None
-        optimizer.step()
+        self.step_optimizer(optimizer)
         return totals
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:

@@ -54,6 +54,10 @@ class CoSettle(Method):
     def frozen_prefixes(self) -> tuple[str, ...]:
         return ("encoder.",)
 
+    def encoder_module(self) -> ImageEncoder:
+        """The frozen encoder (what ``--compile`` compiles)."""
+        return self.encoder
+
     def set_seed(self, seed: int) -> None:
         """The run's seed, from which :meth:`before_optimizer_step` seeds each step's PEA."""
         self.seed = seed
@@ -71,6 +75,8 @@ class CoSettle(Method):
         """
         if frames.dim() != 5:
             raise VideorepError(f"expected frames [B, T, 3, H, W], got {list(frames.shape)}")
+        # the trainer's batches arrive on the device already; the view bank's come from the CPU
+        frames = frames.to(next(self.encoder.parameters()).device, non_blocking=True)
         b, t = frames.shape[:2]
         grid = self.encoder.grid(frames.shape[-2], frames.shape[-1])
         flat = frames.reshape(b * t, *frames.shape[2:])

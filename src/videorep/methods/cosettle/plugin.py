@@ -8,7 +8,7 @@ from pathlib import Path
 
 from videorep.methods.cosettle.config import CoSettleConfig, CoSettleDataConfig
 from videorep.train.method import MethodPlugin
-from videorep.train.trainer import TrainConfig, Trainer, dist_info
+from videorep.train.trainer import TrainConfig, Trainer, dist_info, setup_device
 
 #: method settings that only act on the head, not on the frozen encoder's tokens
 HEAD_SIDE_SETTINGS = ("lambda_reg", "reg", "tau", "pool", "head", "head_init")
@@ -52,6 +52,7 @@ def train_cosettle(
         repeats=repeats,
     )
     method = CoSettle(encoder, method_config, seed=train_config.seed)
+    method.to(setup_device(train_config))  # --device: the view bank is encoded there too
     run_config = {"method_config": asdict(method_config), "data": asdict(data)}
     dataset = pairs
     if data.view_bank:

@@ -132,7 +132,7 @@ def build_view_bank(
                     seed = method.seed * 7_000_003 + v * 100_003 + start
                     method.pea_generator.manual_seed(seed)
                     z, _ = method.encode(frames)
-                    fh.write(np.ascontiguousarray(z.numpy().astype("<f2")).tobytes())
+                    fh.write(np.ascontiguousarray(z.cpu().numpy().astype("<f2")).tobytes())
                     fh.flush()
                     os.fsync(fh.fileno())
                     done = v * n + start + len(idx)
