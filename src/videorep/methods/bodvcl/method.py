@@ -73,8 +73,8 @@ from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_targ
 from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
 from videorep.train import distributed as dist
 from videorep.train.method import Method
-from videorep.utils.device import autocast_device_type
 from videorep.utils.config import add_arguments, setting
+from videorep.utils.device import autocast_device_type
 
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
 

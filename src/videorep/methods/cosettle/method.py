@@ -24,6 +24,7 @@ from videorep.methods.cosettle.losses import REGULARIZERS, cycle_loss
 from videorep.train.distributed import rank as dist_rank
 from videorep.train.distributed import world_size as dist_world_size
 from videorep.train.method import Method
+from videorep.utils.device import autocast_device_type
 
 
 class CoSettle(Method):
@@ -108,14 +109,19 @@ class CoSettle(Method):
     def losses(self, z: torch.Tensor, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
         """All loss terms from encoder tokens ``z`` ``[B, T + 1, N, D]``."""
         cfg = self.config
-        p = self.project(z)
-        l_cyc, acc = cycle_loss(p, grid, tau=cfg.tau, pool=cfg.pool)
-        reg_fn = REGULARIZERS[cfg.reg]
-        if reg_fn is None or cfg.lambda_reg == 0:
-            l_reg = torch.zeros((), device=z.device)
-        else:
-            l_reg = reg_fn(F.normalize(z, dim=-1), p)
-        loss = l_cyc + cfg.lambda_reg * l_reg
+        p = self.project(z)  # under --precision bf16/fp16: the head's matmul in that precision
+        # The walk divides similarities by tau = 0.03; in bf16 its logits would carry errors of
+        # ~0.1, so the losses run in float32 (as the authors' fp16 autocast keeps softmax and
+        # losses in float32).
+        with torch.autocast(autocast_device_type(z), enabled=False):
+            p, z = p.float(), z.float()
+            l_cyc, acc = cycle_loss(p, grid, tau=cfg.tau, pool=cfg.pool)
+            reg_fn = REGULARIZERS[cfg.reg]
+            if reg_fn is None or cfg.lambda_reg == 0:
+                l_reg = torch.zeros((), device=z.device)
+            else:
+                l_reg = reg_fn(F.normalize(z, dim=-1), p)
+            loss = l_cyc + cfg.lambda_reg * l_reg
         return {"loss": loss, "cycle_loss": l_cyc, "reg_loss": l_reg, "cycle_acc": acc}
 
     def training_step(self, batch: dict) -> dict[str, torch.Tensor]:
