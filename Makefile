@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test slow lint format bench clean
+.PHONY: install demo test slow gpu-check lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: install
 
 slow: install
 	$(BIN)/python -m pytest -q -m "slow and not cuda"
+
+# On a machine with a CUDA GPU: the CUDA-vs-CPU tests, then the speed check (docs/gpu.md).
+# Exits non-zero without a GPU (the benchmark says so, status 2).
+gpu-check: install
+	$(BIN)/python -m pytest -q -m cuda tests
+	$(BIN)/python benchmarks/gpu_check.py
 
 lint: install
 	$(BIN)/ruff format --check src tests benchmarks examples hubconf.py
