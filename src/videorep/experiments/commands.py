@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from videorep.utils.device import add_device_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``experiment`` command group to the CLI."""
@@ -29,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="processes for the six runs, one thread each (default 2; results do not depend on it)",
     )
+    add_device_argument(syn)
     syn.set_defaults(func=_run_synthetic)
 
 
@@ -49,7 +52,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         if args.workers < 1:
             raise VideorepError(f"--workers must be positive, got {args.workers}")
         cfg.workers = args.workers
-    results = run_study(Path(args.out), cfg)
+    results = run_study(Path(args.out), cfg, device=args.device)
     print(format_table(results))
     print(f"wrote {Path(args.out) / 'results.json'} ({results['meta']['seconds']:.0f}s)")
     return 0

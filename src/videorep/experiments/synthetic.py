@@ -86,6 +86,7 @@ from torch import Tensor, nn
 
 from videorep.errors import VideorepError
 from videorep.methods.bodvcl.probe import linear_probe
+from videorep.utils.device import resolve_device
 
 FACTORS = ("static_simple", "static_complex", "dynamic_simple", "dynamic_complex")
 SCENARIOS: dict[str, tuple[str, str] | None] = {
@@ -312,9 +313,11 @@ def _features(model: TwoStream, x: Tensor) -> tuple[Tensor, Tensor]:
     """``(g_A, g_M)`` of uint8 videos ``x``, in eval mode."""
     was = model.training
     model.eval()
-    out = [model(x[i : i + 256].float() / 255) for i in range(0, len(x), 256)]
+    device = next(model.parameters()).device
+    out = [model(x[i : i + 256].to(device).float() / 255) for i in range(0, len(x), 256)]
     model.train(was)
-    return torch.cat([a for a, _ in out]), torch.cat([m for _, m in out])
+    # the probes run on the CPU whatever the device (the same numbers as a CPU run's features)
+    return torch.cat([a.cpu() for a, _ in out]), torch.cat([m.cpu() for _, m in out])
 
 
 def probe_accuracies(model: TwoStream, probe: dict[str, Tensor]) -> dict[str, dict[str, float]]:
@@ -344,12 +347,19 @@ def init_model(cfg: SyntheticConfig) -> TwoStream:
 
 
 def run_one(
-    scenario: str, loss: str, cfg: SyntheticConfig, probe: dict[str, Tensor], pool: VideoPool
+    scenario: str,
+    loss: str,
+    cfg: SyntheticConfig,
+    probe: dict[str, Tensor],
+    pool: VideoPool,
+    device: torch.device | str = "cpu",
 ) -> dict[str, list]:
-    """Pre-train one two-stream model; returns the accuracy / gradient-norm history."""
+    """Pre-train one two-stream model on ``device``; returns the accuracy / gradient-norm
+    history. The data are drawn on the CPU (same draws on every device) and moved."""
     if loss not in LOSSES:
         raise VideorepError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    model = init_model(cfg)
+    device = torch.device(device)
+    model = init_model(cfg).to(device)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: dict[str, list] = {"step": [], "acc": [], "acc_A": [], "acc_M": []}
@@ -365,6 +375,7 @@ def run_one(
     record(0)
     for step in range(1, cfg.steps + 1):
         v0, v1 = pool.pairs(sample_factors(cfg.batch, scenario, gen), gen)
+        v0, v1 = v0.to(device, non_blocking=True), v1.to(device, non_blocking=True)
         (a0, m0), (a1, m1) = model(v0), model(v1)
         if loss == "coupled":
             total = info_nce(a0 + m0, a1 + m1, cfg.temperature)
@@ -487,11 +498,11 @@ def save_examples(out: Path, cfg: SyntheticConfig) -> Path:
 _SHARED: dict[str, object] = {}  # probe set and pool, inherited by forked workers
 
 
-def _job(args: tuple[str, str, SyntheticConfig]) -> tuple[str, str, dict, float]:
-    scen, loss, cfg = args
+def _job(args: tuple[str, str, SyntheticConfig, str]) -> tuple[str, str, dict, float]:
+    scen, loss, cfg, device = args
     torch.set_num_threads(1)
     t0 = time.time()
-    hist = run_one(scen, loss, cfg, _SHARED["probe"], _SHARED["pool"])  # type: ignore[arg-type]
+    hist = run_one(scen, loss, cfg, _SHARED["probe"], _SHARED["pool"], device)  # type: ignore[arg-type]
     return scen, loss, hist, time.time() - t0
 
 
@@ -501,13 +512,16 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_study(out: Path, cfg: SyntheticConfig, log=print) -> dict:
+def run_study(out: Path, cfg: SyntheticConfig, log=print, device: str = "cpu") -> dict:
     """All scenarios x losses; writes ``results.json``, ``history.json`` and the figures.
 
     Every run uses one thread; with ``cfg.workers > 1`` the runs go to that many forked processes
-    (same numbers as sequentially).
+    (same numbers as sequentially). ``device`` (``--device``): where the models train; on a GPU
+    the six runs go one after the other in this process (CUDA does not survive a fork).
     """
     import multiprocessing
+
+    dev = resolve_device(device)
 
     out = Path(out)
     try:
@@ -524,9 +538,9 @@ def run_study(out: Path, cfg: SyntheticConfig, log=print) -> dict:
         )
         untrained = probe_accuracies(init_model(cfg), probe)
         log(f"data and untrained probes: {time.time() - start:.0f}s")
-        jobs = [(scen, loss, cfg) for scen in SCENARIOS for loss in LOSSES]
+        jobs = [(scen, loss, cfg, str(dev)) for scen in SCENARIOS for loss in LOSSES]
         histories: dict[str, dict[str, dict]] = {scen: {} for scen in SCENARIOS}
-        workers = min(cfg.workers, len(jobs))
+        workers = min(cfg.workers, len(jobs)) if dev.type == "cpu" else 1
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             with multiprocessing.get_context("fork").Pool(workers) as mp_pool:
                 done = list(mp_pool.imap_unordered(_job, jobs))
@@ -577,6 +591,7 @@ def run_study(out: Path, cfg: SyntheticConfig, log=print) -> dict:
     }
     results["meta"] = {
         "config": asdict(cfg),
+        "device": str(dev),
         "seconds": round(elapsed, 1),
         "cpu_seconds": round(cpu, 1),
         "load_average_start": [round(x, 2) for x in load0],

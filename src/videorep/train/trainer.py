@@ -10,6 +10,12 @@ Determinism: the sample order is a pure function of ``(seed, epoch)``, a dataset
 randomness in ``before_optimizer_step``; together with the restored optimiser state a resumed run
 reproduces the uninterrupted one bit for bit on CPU.
 
+Device and precision (``--device``, ``--precision``, docs/gpu.md): :func:`setup_device` resolves
+the device once; the method is moved there before DDP wraps it and before the optimiser is built
+(so its state is created there), and every micro-batch is moved there (``non_blocking`` from
+pinned memory). Forward passes run under the method's autocast (:meth:`Method.autocast`); fp16
+scales the loss with a ``torch.amp.GradScaler`` whose state is checkpointed.
+
 Distributed (``torchrun``, see :mod:`videorep.train.distributed`): ``rank`` and ``world_size``
 come from ``torch.distributed`` when it is initialised (:mod:`videorep.utils.distributed`). The same loop runs on every rank: each
 rank takes its slice of every micro-batch, BatchNorms become global-batch ones, the method is
