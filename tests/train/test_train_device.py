@@ -292,3 +292,25 @@ def test_train_command_passes_its_device_to_the_process_group(monkeypatch, tmp_p
     assert seen.pop("device") == "auto"
     main(["train", "cosettle", "--data", str(tmp_path), "--out", "o", "--config", str(cfg)])
     assert seen.pop("device") == "cpu"
+
+
+def test_grad_scaler_path_of_the_default_optimizer_step(encoder) -> None:
+    """The fp16 path (loss scaled, gradients unscaled before AdamW, scaler updated), run with
+    torch's CPU GradScaler: the step equals the unscaled one, the scale stays (finite grads)."""
+    batch = {"frames": torch.stack([NoisePairs()[i]["frames"] for i in range(4)])}
+
+    def step(scaler) -> dict[str, torch.Tensor]:  # noqa: ANN001
+        torch.manual_seed(0)
+        method = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16", pool=1))
+        method.configure_precision(None, scaler)
+        opt = torch.optim.AdamW(method.head.parameters(), lr=1e-3)
+        method.before_optimizer_step(0)
+        method.optimizer_step([batch], opt, 1.0)
+        return {k: v.clone() for k, v in method.head.state_dict().items()}
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaled, plain = step(scaler), step(None)
+    assert scaler.get_scale() == 2.0**10
+    assert scaler._scale is not None  # the loss went through scaler.scale
+    for key in plain:
+        assert torch.allclose(scaled[key], plain[key], atol=1e-6), key

@@ -48,7 +48,7 @@ def resolve_device(
     tests pass them to check the CUDA decisions on a CPU. A bad name, CUDA asked for where there
     is none, or a GPU index out of range is one :class:`VideorepError`.
     """
-    from videorep.utils.distributed import env_int
+    from videorep.utils.env import env_int
 
     if isinstance(spec, torch.device):
         spec = str(spec)

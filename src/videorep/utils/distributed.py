@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from videorep.errors import VideorepError
+from videorep.utils.env import env_int  # also read from here by older callers
 
 _STARTED_HERE = False
 _OBJECT_GROUP: Any = None  # gloo group for object collectives when the default backend is not gloo
@@ -56,17 +57,6 @@ def rank() -> int:
 def rank_and_world_size() -> tuple[int, int]:
     """``(rank, world_size)``; ``(0, 1)`` without an initialised process group."""
     return rank(), world_size()
-
-
-def env_int(name: str, default: int) -> int:
-    """Integer environment variable ``name`` (``default`` when unset or empty)."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise VideorepError(f"environment variable {name}={raw!r}: expected an integer") from None
 
 
 def local_rank() -> int:

@@ -27,6 +27,11 @@ from videorep.train.method import Method
 from videorep.utils.device import autocast_device_type
 
 
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when autocast left it in bf16/fp16; float32/float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class CoSettle(Method):
     """Frozen encoder + trainable :class:`ProjectionHead`.
 
@@ -114,7 +119,7 @@ class CoSettle(Method):
         # ~0.1, so the losses run in float32 (as the authors' fp16 autocast keeps softmax and
         # losses in float32).
         with torch.autocast(autocast_device_type(z), enabled=False):
-            p, z = p.float(), z.float()
+            p, z = _full_precision(p), _full_precision(z)
             l_cyc, acc = cycle_loss(p, grid, tau=cfg.tau, pool=cfg.pool)
             reg_fn = REGULARIZERS[cfg.reg]
             if reg_fn is None or cfg.lambda_reg == 0:
