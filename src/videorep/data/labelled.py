@@ -843,9 +843,12 @@ def clip_starts(num_frames: int, length: int, stride: int, count: int) -> list[i
 
 
 def _read(video: LabelledVideo, source: VideoSource, offsets: list[int]) -> np.ndarray:
-    first, last = _frame_range(video, source)
-    n = last - first
-    idx = [first + (n - 1 - o if video.reverse else o) for o in offsets]
+    """Frames at ``offsets`` into the segment; a reversed video returns them last-to-first, so
+    it shows exactly the frames of the forward reading, in the opposite order."""
+    first, _ = _frame_range(video, source)
+    idx = [first + o for o in offsets]
+    if video.reverse:
+        idx = idx[::-1]
     uniq = sorted(set(idx))
     frames = dict(zip(uniq, source.read(uniq), strict=True))
     shapes = {frames[i].shape for i in uniq}
@@ -856,7 +859,7 @@ def _read(video: LabelledVideo, source: VideoSource, offsets: list[int]) -> np.n
 
 def read_uniform(video: LabelledVideo, n: int) -> np.ndarray:
     """``n`` frames ``[n, H, W, 3]`` uint8 sampled uniformly over the video (or its segment), in
-    playing order (last-to-first for a reversed video)."""
+    playing order (a reversed video: the same frames, last-to-first)."""
     source = open_video(video)
     first, last = _frame_range(video, source)
     return _read(video, source, sample_indices(last - first, n))
@@ -864,7 +867,8 @@ def read_uniform(video: LabelledVideo, n: int) -> np.ndarray:
 
 def read_clips(video: LabelledVideo, length: int, stride: int, count: int) -> np.ndarray:
     """``count`` clips ``[count, length, H, W, 3]`` uint8 of ``length`` frames ``stride`` apart,
-    starts spread uniformly over the video (or its segment)."""
+    starts spread uniformly over the video (or its segment). A reversed video gives the forward
+    clips in reverse order, each played backwards."""
     if length < 1 or stride < 1 or count < 1:
         raise VideorepError(
             f"clips need length, stride and count >= 1 (got {length}, {stride}, {count})"
