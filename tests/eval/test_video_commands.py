@@ -154,3 +154,31 @@ def test_bodvcl_checkpoint_as_video_encoder(root, tmp_path):
     assert res["metrics"]["queries"] == 4
     atomic_save({"format": FORMAT, "method": "cosettle", "method_state": {}}, ckpt)
     assert main([*args, "--video-encoder", str(ckpt)]) == 2
+
+
+def test_linear_probe_averages_official_splits(root, tmp_path, capsys):
+    # a UCF101-style index over the same videos, with two official splits
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "classInd.txt").write_text("1 left\n2 right\n")
+    vids = [f"{c}/{c}{i}.mp4" for c in ("left", "right") for i in range(3)]
+    for k in (1, 2):
+        test = [v for v in vids if v.endswith(f"{k - 1}.mp4")]
+        train = [v for v in vids if v not in test]
+        label = {"left": 1, "right": 2}
+        (lists / f"trainlist0{k}.txt").write_text(
+            "".join(f"{v} {label[v.split('/')[0]]}\n" for v in train)
+        )
+        (lists / f"testlist0{k}.txt").write_text("".join(f"{v}\n" for v in test))
+    base = _base(root / "train", tmp_path / "u", tmp_path / "cache")
+    args = ["eval", "linear-probe", *base, "--split-dir", str(lists), "--knn-k", "3"]
+    assert main([*args, "--weight-decays", "1e-3"]) == 0
+    out = capsys.readouterr().out
+    assert "split 1:" in out and "split 2:" in out and "mean over 2 split(s)" in out
+    res = json.loads((tmp_path / "u" / "results.json").read_text())
+    splits = res["metrics"]["splits"]
+    assert [(s["split"], s["train"], s["test"]) for s in splits] == [(1, 4, 2), (2, 4, 2)]
+    for key in ("top1", "knn_top1"):
+        mean = (splits[0][key] + splits[1][key]) / 2
+        assert res["metrics"]["mean"][key] == pytest.approx(mean)
+    assert res["collection"]["format"] == "ucf101" and res["collection"]["splits"] == [1, 2]
