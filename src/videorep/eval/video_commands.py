@@ -68,6 +68,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="feature cache (default $VIDEOREP_CACHE/video-features); 'none' disables it",
     )
     p.add_argument("--batch-size", type=int, default=32, help="frames or clips per encoder call")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     add_device_argument(p)
 
 
@@ -250,6 +253,10 @@ def _start(args: argparse.Namespace) -> torch.device:
     from videorep.utils.provenance import provenance_line
 
     device = resolve_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise VideorepError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
     print(provenance_line(device), file=sys.stderr, flush=True)
     return device
 
