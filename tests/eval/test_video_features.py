@@ -194,6 +194,19 @@ def test_chiral_reversal_invisible_to_mean_visible_to_concat(collection, vit):
     assert len(chiral) == 20 and pairs == [(0, 2), (1, 3)]
     assert chiral.classes[2] == "left (reversed)"
     fs = extract_features(chiral, FrameFeatureEncoder(vit, "vit"), SAMPLING, progress=False)
+    # the reversed readings are their forward features flipped in time, not a second pass
+    assert (fs.encoded, fs.derived, fs.encoder_calls) == (10, 10, 2)
+    from videorep.data.images import normalize, resize, to_tensor
+    from videorep.data.labelled import read_uniform
+
+    rev = chiral.videos[12]
+    assert rev.reverse
+    frames = read_uniform(rev, 4)
+    with torch.no_grad():
+        x = normalize(resize(torch.stack([to_tensor(f) for f in frames]), (32, 32)))
+        direct = vit(x).mean(1)
+    assert torch.allclose(fs.features[12, 0], direct, atol=1e-5)
+    assert torch.allclose(fs.features[12], fs.features[2].flip(1))
     tr, te = chiral.split(1)
     rows = {id(v): i for i, v in enumerate(fs.videos)}
     a = torch.tensor([rows[id(v)] for v in tr])
@@ -206,3 +219,31 @@ def test_chiral_reversal_invisible_to_mean_visible_to_concat(collection, vit):
         )["accuracy"]
     assert acc["mean"] == pytest.approx(0.5)  # the same frames, so the same mean: chance
     assert acc["concat"] == 1.0  # the order of the frames tells the direction
+
+
+def test_reversed_copies_served_by_the_forward_cache(collection, vit, tmp_path):
+    counting = Counting(vit)
+    fwd = extract_features(
+        collection, FrameFeatureEncoder(counting, "vit"), SAMPLING, tmp_path, progress=False
+    )
+    counting.passes = 0
+    rev = extract_features(
+        collection.reversed(),
+        FrameFeatureEncoder(counting, "vit"),
+        SAMPLING,
+        tmp_path,
+        progress=False,
+    )
+    assert counting.passes == 0 and rev.cached == 10
+    assert torch.equal(rev.features, fwd.features.flip(2))
+    # a clip transform depends on the order: then the reversed copies are encoded
+    flipped = extract_features(
+        collection.reversed(),
+        FrameFeatureEncoder(counting, "vit"),
+        SAMPLING,
+        tmp_path,
+        transform=lambda clip, seed: clip,
+        transform_name="identity",
+        progress=False,
+    )
+    assert flipped.encoded == 10 and counting.passes > 0

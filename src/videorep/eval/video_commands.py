@@ -235,7 +235,9 @@ def _features(args, encoder, videos, device, transform=None, name="none", desc="
     )
     print(
         f"{desc}: {len(feats.videos)} videos ({feats.encoded} encoded, {feats.cached} from the "
-        f"cache, {len(feats.failed)} unreadable) in {feats.seconds:.2f} s, "
+        f"cache, {len(feats.failed)} unreadable"
+        + (f", {feats.derived} reversed from their forward features" if feats.derived else "")
+        + f") in {feats.seconds:.2f} s, "
         f"{feats.encoder_calls} encoder calls",
         flush=True,
     )

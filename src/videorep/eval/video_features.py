@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +214,8 @@ class FeatureSet:
         labels: ``[V]`` int64.
         videos: the videos, aligned with ``features``.
         failed: ``(path, reason)`` of videos that could not be read (skipped).
-        encoded: videos encoded in this call; ``cached``: videos read from the cache.
+        encoded: videos encoded in this call; ``cached``: videos read from the cache;
+            ``derived``: reversed videos whose features were their forward reading's, flipped.
         seconds: wall time of the call; ``encoder_calls``: encoder forward passes made.
     """
 
@@ -224,6 +225,7 @@ class FeatureSet:
     failed: list[tuple[str, str]] = field(default_factory=list)
     encoded: int = 0
     cached: int = 0
+    derived: int = 0
     seconds: float = 0.0
     encoder_calls: int = 0
     cache_dir: str | None = None
@@ -242,6 +244,7 @@ class FeatureSet:
             "failed": len(self.failed),
             "encoded": self.encoded,
             "cached": self.cached,
+            "derived_by_reversal": self.derived,
             "seconds": round(self.seconds, 3),
             "encoder_calls": self.encoder_calls,
         }
@@ -328,23 +331,35 @@ def extract_features(
     failed: dict[int, str] = {}
     todo: list[int] = []
     names = [None] * len(videos)
+    # Frame features do not depend on the order of the frames: a reversed video's features are
+    # its forward reading's, flipped in time (not so for clip encoders or clip transforms).
+    twin: dict[int, str] = {}  # reversed video -> entry name of its forward reading
+    order_free = encoder.kind == "frames" and transform is None
     for i, v in enumerate(videos):
         try:
             names[i] = _entry_name(v)
+            if order_free and v.reverse:
+                twin[i] = _entry_name(replace(v, reverse=False))
         except VideorepError as exc:
             failed[i] = str(exc)
             continue
         if folder is not None:
-            entry = folder / f"{names[i]}.safetensors"
-            bad = folder / f"{names[i]}.failed"
-            if entry.is_file():
-                t = _read_entry(entry, *_expected(encoder, sampling))
-                results[i] = t
+            for name, flip in [(names[i], False)] + ([(twin[i], True)] if i in twin else []):
+                entry = folder / f"{name}.safetensors"
+                if entry.is_file():
+                    t = _read_entry(entry, *_expected(encoder, sampling))
+                    results[i] = t.flip(1).contiguous() if flip else t
+                    break
+            if i in results:
                 continue
+            bad = folder / f"{names[i]}.failed"
             if bad.is_file():
                 failed[i] = bad.read_text(encoding="utf-8", errors="replace").strip()
                 continue
         todo.append(i)
+    forward = {names[j]: j for j in todo if j not in twin}
+    later = [i for i in todo if i in twin and twin[i] in forward]  # wait for the forward pass
+    todo = [i for i in todo if not (i in twin and twin[i] in forward)]
     cached = len(results)
     bar = progress_bar(len(todo), desc=desc, disable=not progress) if todo else None
     pending: list[tuple[int, torch.Tensor]] = []  # (video, [K or T, 3, h, w] input)
@@ -405,6 +420,12 @@ def extract_features(
     flush()
     if bar is not None:
         bar.close()
+    for i in later:
+        j = forward[twin[i]]
+        if j in results:
+            results[i] = results[j].flip(1).contiguous()
+        else:
+            failed[i] = failed[j]
     keep = sorted(results)
     if not keep:
         raise VideorepError(
@@ -422,8 +443,9 @@ def extract_features(
         labels=torch.tensor([videos[i].label for i in keep], dtype=torch.long),
         videos=[videos[i] for i in keep],
         failed=[(str(videos[i].path), failed[i]) for i in sorted(failed)],
-        encoded=len(keep) - cached,
+        encoded=len(keep) - cached - sum(1 for i in later if i in results),
         cached=cached,
+        derived=sum(1 for i in later if i in results),
         seconds=time.perf_counter() - start,
         encoder_calls=encoder.calls - calls0,
         cache_dir=None if folder is None else str(folder),
