@@ -17,7 +17,7 @@ API summary (stable; other modules build on it)::
     v.path, v.label, v.class_name, v.name  # file or frame folder, int label, class, id
     v.roles            # {split_id: "train" | "test" | "unused"}
     v.start, v.end     # seconds of the labelled segment in an untrimmed file (or None)
-    v.reverse          # True: frames are read last-to-first (chiral sets)
+    v.reverse          # True: the forward reading's frames, last-to-first (chiral sets)
     v.key()            # str identifying the file and how it is read, for caches
 
     source = open_video(v)                        # a data.sources.VideoSource (native frames)
