@@ -275,3 +275,27 @@ def test_feature_cache_directory_entries_differ_by_dtype(tmp_path: Path):
     reread = CachingEncoder(encoder, tmp_path)
     reread(x)
     assert (reread.hits, reread.misses) == (1, 0)
+
+
+@pytest.mark.parametrize("task", ["vip", "jhmdb"])
+def test_vip_and_jhmdb_batched_match_one_by_one(task, tmp_path):
+    from eval_layouts import ColourEncoder, make_jhmdb, make_vip
+
+    from videorep.eval.jhmdb import run_jhmdb
+    from videorep.eval.propagation import resolve_config
+    from videorep.eval.vip import run_vip
+
+    if task == "vip":
+        root = make_vip(tmp_path / "VIP", videos=("v1",), n_frames=7, every=3)
+        run = run_vip
+    else:
+        root = make_jhmdb(tmp_path / "JHMDB", videos=("wave/a",), n_frames=5)
+        run = run_jhmdb
+    reports = []
+    for n in (1, 3):
+        ex = FeatureExtractor(ColourEncoder(patch_size=4), (96, 112), batch_frames=n)
+        rep = run(root, ex, resolve_config("paper", task), tmp_path / f"o{n}", log=lambda s: None)
+        reports.append(rep["per_sequence"])
+    for a, b in zip(*reports):
+        a.pop("seconds", None), b.pop("seconds", None)
+        assert a == b

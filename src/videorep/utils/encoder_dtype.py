@@ -5,8 +5,8 @@
 (there bf16 is a choice to make explicitly). The encoder then runs under ``torch.autocast`` to
 that dtype; what follows it (projection, propagation, losses) stays float32.
 
-Measured on the 9-sequence DAVIS development set (docs/results/2026-12-03-encoder-bf16.md): bf16
-keeps J&F within 0.2 points of fp32, about 1.8x faster on such a CPU.
+The evaluation default stays ``fp32`` (``videorep eval --encoder-dtype``); the J&F measured with
+bf16 on a native-bf16 CPU is in docs/results/2026-12-03-encoder-bf16.md.
 """
 
 from __future__ import annotations
