@@ -62,8 +62,9 @@ def read_list(list_file: str | Path, root: str | Path | None = None) -> list[Lis
     """Every entry of a Kinetics list file (see the module docstring), paths resolved.
 
     Relative paths are joined to ``root`` (default: the list's folder; with ``root`` given and the
-    video not there, the list's folder is tried too). Raises :class:`VideorepError` for a missing
-    or unreadable list, an empty one, or a line that is not ``path [label]``.
+    video not there, the list's folder is tried too). Whether the videos exist is not checked here.
+    Raises :class:`VideorepError` for a missing or unreadable list, one without a single entry,
+    or an official-CSV row without four fields or with non-numeric times.
     """
     list_file = Path(list_file)
     if not list_file.is_file():
@@ -80,14 +81,14 @@ def read_list(list_file: str | Path, root: str | Path | None = None) -> list[Lis
     if header[: len(OFFICIAL_HEADER)] == OFFICIAL_HEADER:
         entries = _official_rows(list_file, lines)
     else:
-        entries = [_path_label(list_file, n, line) for n, line in enumerate(lines, 1)]
+        entries = [_path_label(n, line) for n, line in enumerate(lines, 1)]
         entries = [e for e in entries if e is not None]
     if not entries:
         raise VideorepError(f"{list_file}: the Kinetics list holds no videos")
     return [ListEntry(_resolve(e.path, bases), e.label, e.line) for e in entries]
 
 
-def _path_label(list_file: Path, n: int, line: str) -> ListEntry | None:
+def _path_label(n: int, line: str) -> ListEntry | None:
     """``path label`` / ``path,label`` / ``path`` of one line (``None``: blank or comment)."""
     entry = line.strip()
     if not entry or entry.startswith("#"):
