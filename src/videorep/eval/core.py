@@ -45,6 +45,8 @@ class FeatureExtractor:
             ``patch_size`` and ``grid(H, W)`` (see ``videorep.backbones.ImageEncoder``).
         size: requested input ``(H, W)``; snapped to the patch grid.
         projection: optional ``[B, N, D] -> [B, N, D']`` map applied to the tokens.
+        batch_frames: frames per encoder call when :func:`propagate_frames` encodes a video
+            (``--batch-frames``; the features stay on the encoder's device).
     """
 
     def __init__(
@@ -52,9 +54,13 @@ class FeatureExtractor:
         encoder: torch.nn.Module,
         size: tuple[int, int],
         projection: Projection | None = None,
+        batch_frames: int = 1,
     ) -> None:
+        if batch_frames < 1:
+            raise VideorepError(f"--batch-frames {batch_frames}: must be at least 1")
         self.encoder = encoder
         self.projection = projection
+        self.batch_frames = int(batch_frames)
         self.patch_size = int(encoder.patch_size)
         self.input_size = snap_to_patch(tuple(size), self.patch_size)
         self.grid = tuple(encoder.grid(*self.input_size))
@@ -70,7 +76,15 @@ class FeatureExtractor:
         Each frame is resized (bicubic, antialiased) to ``input_size`` and ImageNet-normalised.
         """
         x = torch.stack([normalize(resize(to_tensor(rgb), self.input_size)) for rgb in frames])
-        return x.to(_device_of(self.encoder))
+        device = self.device
+        if device.type == "cuda":  # asynchronous copy from pinned host memory
+            return x.pin_memory().to(device, non_blocking=True)
+        return x.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder runs, and where the features it returns live."""
+        return _device_of(self.encoder)
 
     @torch.no_grad()
     def batch(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
@@ -111,22 +125,52 @@ def propagate_frames(
     anything else ``extract`` accepts (e.g. precomputed features with an identity ``extract``);
     ``extract`` maps a frame to features ``[h, w, D]``. Frame 0 is consumed as the anchor and not
     yielded. ``on_frame(t, rgb)`` sees every decoded frame (e.g. for visualisation).
+
+    When ``extract`` has ``batch`` and ``batch_frames > 1`` (a :class:`FeatureExtractor` built
+    with ``batch_frames``), frames are decoded and encoded ``batch_frames`` at a time (one
+    encoder call, ``[B, h, w, D]``) and then propagated one by one: memory holds one batch of
+    frames and features besides the propagator's fixed ring buffer, whatever the video length.
+    The propagator's buffers live on the features' device (the encoder's); the soft labels
+    yielded are on that device too.
     """
     prop = LabelPropagator(config)
-    for t, item in enumerate(frames):
-        rgb = load_image(item) if isinstance(item, (str, Path)) else item
-        if on_frame is not None:
+    for t, rgb, feat in _encoded(frames, extract):
+        if on_frame is not None:  # just before frame t's prediction, also when batching
             on_frame(t, rgb)
-        feat = extract(rgb)
         if t == 0:
             if tuple(feat.shape[:2]) != tuple(label0.shape[1:]):
                 raise VideorepError(
                     f"first-frame labels are {tuple(label0.shape[1:])} but the features are "
                     f"{tuple(feat.shape[:2])}"
                 )
-            prop.reset(feat, label0)
+            prop.reset(feat, label0.to(feat.device))
             continue
         yield t, prop.step(feat)
+
+
+def _encoded(frames: Iterable, extract: Callable) -> Iterator[tuple[int, object, torch.Tensor]]:
+    """``(t, frame, features [h, w, D])`` of each frame, ``extract.batch_frames`` per encoder
+    call when ``extract`` can batch (else one ``extract(frame)`` per frame)."""
+    batch_frames = int(getattr(extract, "batch_frames", 1) or 1)
+    batch = getattr(extract, "batch", None) if batch_frames > 1 else None
+    pending: list[tuple[int, object]] = []
+
+    def flush() -> Iterator[tuple[int, object, torch.Tensor]]:
+        feats = batch([rgb for _, rgb in pending])  # [B, h, w, D]
+        for (t, rgb), feat in zip(pending, feats):
+            yield t, rgb, feat
+        pending.clear()
+
+    for t, item in enumerate(frames):
+        rgb = load_image(item) if isinstance(item, (str, Path)) else item
+        if batch is None:
+            yield t, rgb, extract(rgb)
+            continue
+        pending.append((t, rgb))
+        if len(pending) == batch_frames:
+            yield from flush()
+    if pending:
+        yield from flush()
 
 
 def propagate_masks(

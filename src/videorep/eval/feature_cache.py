@@ -14,7 +14,11 @@ class CachingEncoder:
 
     Evaluating the frozen encoder and then one or more trained projections over the same frames
     (the demo's before/after table, a recipe sweep) pays the encoder once per frame. The key is a
-    hash of the input tensor's bytes plus its shape; the cache holds CPU tensors ``[B, N, D]``.
+    hash of the input tensor's bytes and shape, of the encoder's weights (another checkpoint of
+    the same backbone never shares an entry) and of its compute dtype (``autocast_dtype``, read at
+    each call: fp32 and bf16 tokens never share an entry). The cache holds CPU tensors
+    ``[B, N, D]`` (a video's tokens do not pile up in GPU memory); hits are returned on the
+    input's device, as the encoder would return them.
 
     With ``directory`` the tokens are also written there (one ``.safetensors`` file per key,
     written atomically) and read back by later processes, so a sweep can be re-run without
@@ -29,6 +33,7 @@ class CachingEncoder:
         self.patch_size = encoder.patch_size
         self.embed_dim = encoder.embed_dim
         self.name = getattr(encoder, "name", "encoder")
+        self.weights = weights_fingerprint(encoder)
         self.cache: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
         self.directory = Path(directory) if directory is not None else None
@@ -53,11 +58,23 @@ class CachingEncoder:
     def grid(self, height: int, width: int) -> tuple[int, int]:
         return self.encoder.grid(height, width)
 
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def parameters(self):  # noqa: ANN201
+        """The wrapped encoder's parameters (their device is where inputs go)."""
+        return self.encoder.parameters()
+
+    def key(self, images: torch.Tensor) -> str:
+        """The entry name of ``images [B, 3, H, W]`` for this encoder at its current dtype."""
         data = images.detach().contiguous().cpu().numpy().tobytes()
         shape = "x".join(str(s) for s in images.shape)
-        key = hashlib.blake2b(data, digest_size=16).hexdigest() + "_" + shape
+        dtype = str(getattr(self.encoder, "autocast_dtype", None) or torch.float32)
+        h = hashlib.blake2b(data, digest_size=16)
+        h.update(f"|{self.weights}|{dtype}".encode())
+        return h.hexdigest() + "_" + shape
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` -> tokens ``[B, N, D]`` on ``images``' device (stored or computed)."""
+        key = self.key(images)
         tokens = self.cache.get(key)
         if tokens is None and self.directory is not None:
             path = self.directory / f"{key}.safetensors"
@@ -66,13 +83,31 @@ class CachingEncoder:
                 self.cache[key] = tokens
         if tokens is None:
             self.misses += 1
-            tokens = self.encoder(images)
+            out = self.encoder(images)
+            tokens = out.detach().cpu()
             self.cache[key] = tokens
             if self.directory is not None:
                 _write_entry(self.directory / f"{key}.safetensors", tokens)
-        else:
-            self.hits += 1
-        return tokens
+            return out
+        self.hits += 1
+        return tokens.to(images.device, non_blocking=images.device.type == "cuda")
+
+
+def weights_fingerprint(module: object) -> str:
+    """A short hash of ``module``'s parameters and buffers (names, shapes, dtypes, values).
+
+    Two checkpoints of one backbone give different fingerprints; ``""`` for a plain callable.
+    """
+    state = getattr(module, "state_dict", None)
+    if not callable(state):
+        return ""
+    h = hashlib.blake2b(digest_size=8)
+    for name, value in state().items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        h.update(f"{name}:{tuple(value.shape)}:{value.dtype};".encode())
+        h.update(value.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _read_entry(path: Path, batch: int | None, dim: int | None) -> torch.Tensor:

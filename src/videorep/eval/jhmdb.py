@@ -50,7 +50,7 @@ def joints_to_heatmaps(
 def heatmaps_to_joints(maps: torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
     """``[J, h, w]`` -> ``[J, 2]`` (x, y) pixels: arg-max cell of each channel, at its centre."""
     j, h, w = maps.shape
-    idx = maps.reshape(j, -1).argmax(1)
+    idx = maps.reshape(j, -1).argmax(1).cpu()
     iy, ix = (idx // w).numpy(), (idx % w).numpy()
     H, W = image_size
     return np.stack([(ix + 0.5) * W / w - 0.5, (iy + 0.5) * H / h - 0.5], axis=1)

@@ -491,7 +491,8 @@ class LabelPropagator:
                 return (grid_x * rows + grid_y).reshape(-1)
             return (grid_y * cols + grid_x).reshape(-1)
 
-        hit = (outside, flat(sy), flat(ty))
+        device = self._feats.device  # built once per band on the CPU, kept on the buffers' device
+        hit = tuple(None if x is None else x.to(device) for x in (outside, flat(sy), flat(ty)))
         self._geometry[key] = hit
         return hit
 

@@ -1,0 +1,51 @@
+"""The frozen encoder's compute dtype: ``--encoder-dtype {auto,fp32,bf16}`` as a pure decision.
+
+``auto`` is ``bf16`` on a CPU that computes bfloat16 natively (AVX512-BF16 or AMX-BF16, see
+:func:`videorep.utils.device.cpu_has_native_bf16`) and ``fp32`` everywhere else, CUDA included
+(there bf16 is a choice to make explicitly). The encoder then runs under ``torch.autocast`` to
+that dtype; what follows it (projection, propagation, losses) stays float32.
+
+The evaluation default stays ``fp32`` (``videorep eval --encoder-dtype``); the J&F measured with
+bf16 on a native-bf16 CPU is in docs/results/2026-12-03-encoder-bf16.md.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from videorep.errors import VideorepError
+
+ENCODER_DTYPES = ("auto", "fp32", "bf16")
+ENCODER_DTYPE_HELP = (
+    "encoder compute dtype: auto (bf16 on CPUs with native bf16 - AVX512-BF16/AMX - else fp32, "
+    "also on CUDA), fp32, or bf16 (autocast; what follows the encoder stays fp32)"
+)
+
+
+def resolve_encoder_dtype(
+    spec: str | None, device: torch.device | str, native_bf16: bool | None = None
+) -> str:
+    """``"fp32"`` or ``"bf16"`` for ``spec`` (``auto``, ``fp32``, ``bf16``) on ``device``.
+
+    ``native_bf16`` defaults to this machine's :func:`~videorep.utils.device.cpu_has_native_bf16`
+    (tests pass it). An unknown ``spec`` is one :class:`VideorepError`.
+    """
+    spec = (spec or "auto").strip().lower()
+    if spec not in ENCODER_DTYPES:
+        raise VideorepError(
+            f"--encoder-dtype {spec!r}: expected one of {', '.join(ENCODER_DTYPES)}"
+        )
+    if spec != "auto":
+        return spec
+    if torch.device(device).type != "cpu":
+        return "fp32"
+    if native_bf16 is None:
+        from videorep.utils.device import cpu_has_native_bf16
+
+        native_bf16 = cpu_has_native_bf16()
+    return "bf16" if native_bf16 else "fp32"
+
+
+def torch_dtype(name: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved encoder dtype (``None`` for fp32: no autocast)."""
+    return {"fp32": None, "bf16": torch.bfloat16}[name]
