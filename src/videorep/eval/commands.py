@@ -228,7 +228,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     config = _config(args, bench_cls.name)
     extractor = build_extractor(args)
     bench = bench_cls.from_args(args, extractor, config)
-    with distributed_context() as dist:
+    with distributed_context(device=args.device_resolved) as dist:
         if dist.is_main:
             print(provenance_line(bench.device()), file=sys.stderr, flush=True)
         run_benchmark(
