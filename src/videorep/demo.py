@@ -237,7 +237,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "resume": True,
             "progress": not args.no_progress,
-            **_train_device(TrainConfig, args.device),
+            "device": args.device,
         }
     )
     t0 = time.perf_counter()
@@ -341,13 +341,6 @@ def run_demo(args: argparse.Namespace) -> int:
     _log(f"report: {report} ({time.perf_counter() - t_start:.0f} s in all)")
     print(json.dumps({"report": str(report), "JF_mean": summary}))
     return 0
-
-
-def _train_device(config_cls: type, device: str) -> dict:
-    """``{"device": device}`` for the training config when it has that setting (else ``{}``)."""
-    from dataclasses import fields
-
-    return {"device": device} if "device" in {f.name for f in fields(config_cls)} else {}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

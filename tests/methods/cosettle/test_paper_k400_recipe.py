@@ -27,6 +27,7 @@ def test_paper_recipe_is_the_papers_training_run(tmp_path):
     assert (data.fps, data.delta, data.size, data.view_bank) == (2.0, 0.15, 224, 0)
     assert (train.epochs, train.warmup_epochs, train.blr, train.lr) == (5.0, 1.0, 1e-4, None)
     assert (train.weight_decay, tuple(train.betas)) == (0.05, (0.9, 0.95))
+    assert train.precision == "fp16"  # the authors' engine_pretrain.py: fp16 autocast + GradScaler
     # 4 processes (the authors' 4 GPUs) x 128 = the paper's global batch of 512
     assert train.batch_size * train.accum * 4 == 512
     assert data.paths == [str(tmp_path)] and train.out == str(tmp_path / "out")
