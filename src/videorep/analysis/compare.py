@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from videorep.analysis.features import encode_videos, project_videos
+from videorep.analysis.features import cached_encode_videos, project_videos
 from videorep.analysis.tradeoff import PAPER_GAMMA, gamma_from, tradeoff_metrics
 from videorep.errors import VideorepError
 
@@ -47,15 +47,21 @@ def compare_heads(
     tau: float = 0.03,
     pool: int = 2,
     l2: bool = False,
+    resize: int = 256,
+    crop: int = 224,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    cache: str | None = None,
+    cache_key: dict | None = None,
 ) -> dict:
     """Trade-off metrics of ``heads`` (label -> head, ``None`` = the encoder's own tokens).
 
     The encoder runs once per frame; every head projects the same tokens. Returns a
     JSON-serialisable summary: ``rows`` (label -> metrics + ``margin``), ``gamma``, ``videos``.
     """
-    videos, grid = encode_videos(encoder, sources, frames, device=device, progress=progress)
+    videos, grid = cached_encode_videos(
+        cache, cache_key or {}, encoder, sources, frames, resize, crop, device, progress
+    )
     results = {}
     for label, head in heads.items():
         tokens = project_videos(videos, head, device=device)
@@ -84,8 +90,8 @@ def compare_heads(
             "tau": tau,
             "pool": pool,
             "l2": l2,
-            "resize": 256,
-            "crop": 224,
+            "resize": resize,
+            "crop": crop,
         },
     }
 
@@ -126,7 +132,8 @@ def html_table(summary: dict) -> str:
     note = (
         f"<p>gamma = {summary['gamma']:.4f} ({html.escape(summary['gamma_rule'])}); "
         f"{len(summary['videos'])} videos; protocol {summary['settings']['protocol']}, "
-        f"D_intra frame pairs {summary['settings']['pairs']}; Resize 256 + CenterCrop 224.</p>"
+        f"D_intra frame pairs {summary['settings']['pairs']}; Resize {summary['settings']['resize']} "
+        f"+ CenterCrop {summary['settings']['crop']}.</p>"
     )
     return f"<table><tr><th>model</th>{head}</tr>{rows}</table>{note}"
 

@@ -9,8 +9,12 @@ passes (:func:`project_videos`).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,6 +90,47 @@ def encode_videos(
         if bar is not None:
             bar.close()
     return out, grid
+
+
+def cached_encode_videos(
+    cache: str | Path | None,
+    key: dict,
+    encoder: torch.nn.Module,
+    sources: Sequence,
+    frames: int = 40,
+    resize: int = RESIZE,
+    crop: int = CROP,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[list[VideoTokens], tuple[int, int]]:
+    """:func:`encode_videos`, stored in ``cache`` (a folder) under a hash of ``key`` (backbone,
+    checkpoint, ...) and of the videos and frame settings, and reused when present."""
+    if cache is None:
+        return encode_videos(
+            encoder, sources, frames, resize, crop, device=device, progress=progress
+        )
+    ident = {
+        **key,
+        "videos": [str(s.path) for s in sources],
+        "counts": [int(s.num_frames) for s in sources],
+        "frames": frames,
+        "resize": resize,
+        "crop": crop,
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+    path = Path(cache) / f"tokens-{digest[:16]}.pt"
+    if path.is_file():
+        data = torch.load(path, weights_only=False)
+        if data.get("ident") == ident:
+            return [VideoTokens(**v) for v in data["videos"]], tuple(data["grid"])
+    videos, grid = encode_videos(
+        encoder, sources, frames, resize, crop, device=device, progress=progress
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"ident": ident, "grid": list(grid), "videos": [asdict(v) for v in videos]}, tmp)
+    os.replace(tmp, path)
+    return videos, grid
 
 
 @torch.no_grad()

@@ -93,7 +93,7 @@ def head_linear_map(
     x = tokens.to(param.device, param.dtype)
     total = None
     for chunk in x.split(64):
-        jac = vmap(jacrev(lambda z: head(z[None])[0]))(chunk).double().sum(dim=0)
+        jac = vmap(jacrev(lambda z: head(z[None])[0]))(chunk).detach().double().sum(dim=0)
         total = jac if total is None else total + jac
     return (total / x.shape[0]).cpu()
 
