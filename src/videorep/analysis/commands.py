@@ -160,6 +160,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="output folder (shortcut.json, shortcut.png)")
     c.set_defaults(func=run_shortcut)
 
+    r = sub.add_parser("report", help="a self-contained report.html of a run folder")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a training run or analysis folder")
+    r.add_argument("--out", default=None, help="output file (default RUN_DIR/report.html)")
+    r.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from videorep.analysis.report import write_run_report
+
+    path = write_run_report(args.run_dir, args.out)
+    print(json.dumps({"report": str(path)}))
+    return 0
+
 
 def _sources(args: argparse.Namespace) -> list:
     from videorep.data.sources import discover_sources, shipped_videos
