@@ -10,7 +10,9 @@ Layers, bottom to top (a module may import its own layer or lower ones):
 1. ``videorep.data``, ``videorep.backbones``
 2. ``videorep.train`` (the trainer and the ``Method`` contract)
 3. ``videorep.methods``; ``videorep.eval`` (beside methods, never importing ``train``, and of
-   ``methods`` only the projection heads)
+   ``methods`` only the projection heads); ``videorep.analysis`` (measurements on encoders and
+   heads: it reads the data, runs the Co-Settle loss, the trainer and the evaluation, so it sits
+   beside them; its ``commands`` module is layer 4 like every other)
 4. the command line: ``videorep.cli``, ``videorep.demo``, ``videorep.experiments`` and every
    ``*.commands`` module; the Python API ``videorep.api`` (re-exported lazily by the root)
 """
@@ -74,7 +76,8 @@ def layer(module: str) -> int:
     if len(parts) == 1 or parts[1] in ("errors", "utils"):
         return 0
     top = parts[1]
-    layers = {"data": 1, "backbones": 1, "train": 2, "methods": 3, "eval": 3, "experiments": 4}
+    layers = {"data": 1, "backbones": 1, "train": 2, "methods": 3, "eval": 3, "analysis": 3}
+    layers["experiments"] = 4
     return (layers | {"api": 4})[top]
 
 

@@ -30,6 +30,8 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
             "6",
             "--eval-size",
             "96x160",
+            "--tradeoff-frames",
+            "4",
             "--no-progress",
         ]
     )
@@ -58,3 +60,7 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
     assert "synthetic" in report and "data:image/png;base64" in report
     assert report.index("Not DAVIS data") < report.index("<h2>")  # said at the top
     assert report.count("<h3>") == 3  # one overlay strip per synthetic sequence
+    # the trade-off table of the two runs (videorep analyze tradeoff), 3 sequences + 4 clips
+    tradeoff = json.loads((out / "tradeoff.json").read_text())
+    assert set(tradeoff["rows"]) == {"frozen encoder", "Co-Settle head"}
+    assert len(tradeoff["videos"]) == 7 and "Trade-off metrics" in report

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "videorep.eval.commands",
     "videorep.demo",
     "videorep.experiments.commands",
+    "videorep.analysis.commands",
     "videorep.commands",
 ]
 

@@ -147,6 +147,18 @@ def write_report(out: Path, context: dict) -> Path:
         "<h2>Label propagation: frozen encoder vs trained head</h2>",
         f"<p>{html.escape(context['propagation_note'])}</p>",
         context["table"],
+        *(
+            [
+                "<h2>Trade-off metrics (Co-Settle supplementary Eq. 47-55)</h2>",
+                "<p>Inter-video distance (middle frames), intra-video distance (adjacent frames, "
+                "each video normalised by its radius), their margin D and the cycle accuracy, "
+                "on the evaluation sequences and the training clips (videorep analyze "
+                "tradeoff).</p>",
+                context["tradeoff"],
+            ]
+            if context.get("tradeoff")
+            else []
+        ),
         "<h2>Qualitative results</h2><p>Columns: frame, ground truth, then one prediction per "
         f"run ({', '.join(html.escape(r) for r in context['runs'])}).</p>",
     ]
@@ -165,6 +177,28 @@ SYNTHETIC_WARNING = (
     "it with `videorep data davis`): evaluating on the GENERATED DAVIS-format set; its numbers "
     "are not DAVIS numbers (there the trained head may score below the frozen encoder)"
 )
+
+
+def _tradeoff(encoder, projection, root: Path, names, videos, out: Path, args) -> str:  # noqa: ANN001
+    """The trade-off table (HTML) of the frozen encoder and the head; also OUT/tradeoff.json."""
+    if not getattr(args, "tradeoff_frames", 0):
+        return ""
+    from videorep.analysis.compare import FROZEN, compare_heads, html_table, write_summary
+    from videorep.data.sources import discover_sources
+
+    _log("trade-off metrics: frozen encoder vs head")
+    folders = [root / "JPEGImages" / "480p" / n for n in names]
+    folders = [f if f.is_dir() else root / "JPEGImages" / f.name for f in folders]
+    sources = discover_sources([*(str(f) for f in folders), *videos], fps=None)
+    summary = compare_heads(
+        encoder,
+        sources,
+        {FROZEN: None, "Co-Settle head": projection},
+        frames=args.tradeoff_frames,
+        progress=not args.no_progress,
+    )
+    write_summary(summary, out)
+    return html_table(summary)
 
 
 def find_evaluation_data(davis_root: str | None, download: bool) -> tuple[Path | None, str]:
@@ -296,6 +330,7 @@ def run_demo(args: argparse.Namespace) -> int:
             log=lambda m: print(m, file=sys.stderr),
         )
     names = [p["sequence"] for p in results["frozen encoder"]["per_sequence"]]
+    tradeoff = _tradeoff(encoder, projection, root, names, videos, out, args)
     first, last = history[0], history[-1]
     context = {
         "eval_note": eval_note,
@@ -312,6 +347,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{cached.hits} reused)."
         ),
         "table": _table(results),
+        "tradeoff": tradeoff,
         "runs": list(runs),
         "overlays": _overlays(root, year, names, runs),
         "settings": {
@@ -374,6 +410,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--synthetic-frames", type=int, default=24, help="frames per synthetic sequence")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tradeoff-frames",
+        type=int,
+        default=40,
+        help="frames per video for the report's trade-off table (0: skip it)",
+    )
     p.add_argument("--no-progress", action="store_true")
     from videorep.utils.device import add_device_argument
 

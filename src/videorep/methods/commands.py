@@ -57,7 +57,38 @@ def add_method_parser(methods: argparse._SubParsersAction, plugin: MethodPlugin)
     add_arguments(p.add_argument_group("data"), plugin.data_config, "data")
     add_arguments(p.add_argument_group("optimisation"), TrainConfig, "train", plugin.train_defaults)
     add_arguments(p.add_argument_group(plugin.name), plugin.method_config, "method_config")
+    if plugin.name == "cosettle":
+        _add_eval_every(p)
     p.set_defaults(func=lambda args: train_command(plugin, args))
+
+
+def _add_eval_every(p: argparse.ArgumentParser) -> None:
+    """``--eval-every N --eval-root DAVIS``: J&F of the head every N steps (analysis package)."""
+    g = p.add_argument_group("evaluation during training")
+    g.add_argument("--eval-every", type=int, default=0, metavar="N", help="evaluate every N steps")
+    g.add_argument("--eval-root", default=None, metavar="DAVIS", help="DAVIS root to evaluate on")
+    g.add_argument("--eval-size", default="480x880", help="evaluation input HxW")
+    g.add_argument("--eval-split", default="val", help="DAVIS split")
+    g.add_argument("--eval-max-frames", type=int, default=None, help="frames per sequence")
+
+
+def _checkpoint_callback(args: argparse.Namespace, train: TrainConfig):  # noqa: ANN202
+    """The ``on_checkpoint`` evaluator for ``--eval-every``, or ``None``."""
+    every = getattr(args, "eval_every", 0) or 0
+    if not every:
+        return None
+    if not args.eval_root:
+        raise VideorepError("--eval-every needs --eval-root DAVIS")
+    from videorep.analysis.checkpoint_eval import CheckpointEvaluator
+
+    train.save_every = min(train.save_every, every)  # checkpoints where evaluations fall
+    return CheckpointEvaluator(
+        args.eval_root,
+        every,
+        size=args.eval_size,
+        split=args.eval_split,
+        max_frames=args.eval_max_frames,
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +156,9 @@ def train_main(plugin: MethodPlugin, args: argparse.Namespace) -> int:
         from videorep.train.distributed import set_deterministic
 
         set_deterministic()
-    _, history = plugin.train(method_config, data, train)
+    callback = _checkpoint_callback(args, train)
+    extra = {"on_checkpoint": callback} if callback is not None else {}
+    _, history = plugin.train(method_config, data, train, **extra)
     if history and plugin.summary is not None and dist_info()[0] == 0:
         line = plugin.summary(history, Path(train.out))
         if line is not None:

@@ -286,6 +286,8 @@ class Trainer:
         worker_init_fn: passed to the DataLoader (e.g. to make decoders fork-safe).
         sampler_factory: ``(n, batch, accum, rank, world, seed, epoch, start_step) -> Sampler``
             yielding this rank's micro-batches; defaults to :class:`MicroBatchSampler`.
+        on_checkpoint: called with the trainer after each checkpoint is written (rank 0), e.g.
+            to evaluate it (``train cosettle --eval-every``).
     """
 
     def __init__(
@@ -297,6 +299,7 @@ class Trainer:
         collate_fn: Callable | None = None,
         worker_init_fn: Callable | None = None,
         sampler_factory: Callable[..., Sampler] | None = None,
+        on_checkpoint: Callable[[Trainer], None] | None = None,
     ) -> None:
         self.method = method
         self.dataset = dataset
@@ -305,6 +308,7 @@ class Trainer:
         self.collate_fn = collate_fn
         self.worker_init_fn = worker_init_fn
         self.sampler_factory = sampler_factory or MicroBatchSampler
+        self.on_checkpoint = on_checkpoint
         self.rank, self.world = rank_and_world_size()
         self.out = Path(config.out)
         self.global_batch = config.batch_size * config.accum * self.world
@@ -399,6 +403,8 @@ class Trainer:
         if self.scaler is not None:
             state["grad_scaler"] = self.scaler.state_dict()
         atomic_save(state, self.checkpoint_path)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self)
 
     def resume_from(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)

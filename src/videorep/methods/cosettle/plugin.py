@@ -19,10 +19,12 @@ def train_cosettle(
     data: CoSettleDataConfig,
     train_config: TrainConfig,
     encoder=None,  # noqa: ANN001
+    on_checkpoint=None,  # noqa: ANN001
 ):  # noqa: ANN201
     """Build data, encoder and method from configs and run the trainer.
 
-    Returns ``(method, history)``. ``encoder`` may be passed to reuse a loaded one.
+    Returns ``(method, history)``. ``encoder`` may be passed to reuse a loaded one;
+    ``on_checkpoint(trainer)`` runs after every checkpoint (see :class:`Trainer`).
     """
     from videorep.backbones import load_encoder
     from videorep.data.pairs import FramePairDataset
@@ -72,7 +74,9 @@ def train_cosettle(
             progress=train_config.progress,
         )
         dataset = ViewBankDataset(folder)
-    trainer = Trainer(method, dataset, train_config, run_config=run_config)
+    trainer = Trainer(
+        method, dataset, train_config, run_config=run_config, on_checkpoint=on_checkpoint
+    )
     history = trainer.fit()
     return method, history
 
