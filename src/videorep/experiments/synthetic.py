@@ -85,6 +85,7 @@ import torch
 from torch import Tensor, nn
 
 from videorep.errors import VideorepError
+from videorep.methods.bodvcl.augment import color_distort
 from videorep.methods.bodvcl.probe import linear_probe
 
 FACTORS = ("static_simple", "static_complex", "dynamic_simple", "dynamic_complex")
@@ -113,6 +114,12 @@ class SyntheticConfig:
     probe_test: int = 1024
     pool_per_tuple: int = 256
     seed: int = 0
+    #: "adam": Adam at ``lr`` (the study's own recipe); "paper": the BOD-VCL paper's recipe
+    #: (Sec. 5.1): SGD + LARS (lightly's, momentum 0.9, trust 0.001, weight decay 1e-6 on weight
+    #: matrices only) at ``lars_lr`` = 0.3 x batch / 256 (SimCLR's LARS rule) and colour
+    #: distortion of each view (one draw per clip, shared by its frames)
+    recipe: str = "adam"
+    lars_lr: float = 0.075
     workers: int = 2  # processes for the six runs, one thread each (same results for any value)
 
     @classmethod
@@ -343,6 +350,22 @@ def init_model(cfg: SyntheticConfig) -> TwoStream:
     return TwoStream(cfg.frames, cfg.width, cfg.dim)
 
 
+RECIPES = ("adam", "paper")
+
+
+def build_optimizer(model: nn.Module, cfg: SyntheticConfig) -> torch.optim.Optimizer:
+    """Adam (``recipe="adam"``) or SGD + LARS (``recipe="paper"``); see :class:`SyntheticConfig`."""
+    if cfg.recipe not in RECIPES:
+        raise VideorepError(f"unknown recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
+    if cfg.recipe == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    from lightly.utils.lars import LARS
+
+    from videorep.train.schedule import param_groups
+
+    return LARS(param_groups(list(model.named_parameters()), 1e-6), lr=cfg.lars_lr, momentum=0.9)
+
+
 def run_one(
     scenario: str, loss: str, cfg: SyntheticConfig, probe: dict[str, Tensor], pool: VideoPool
 ) -> dict[str, list]:
@@ -351,7 +374,7 @@ def run_one(
         raise VideorepError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
     model = init_model(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = build_optimizer(model, cfg)
     history: dict[str, list] = {"step": [], "acc": [], "acc_A": [], "acc_M": []}
     history.update(grad_step=[], grad_A=[], grad_M=[], loss=[])
 
@@ -365,6 +388,9 @@ def run_one(
     record(0)
     for step in range(1, cfg.steps + 1):
         v0, v1 = pool.pairs(sample_factors(cfg.batch, scenario, gen), gen)
+        if cfg.recipe == "paper":
+            v0 = color_distort(v0, gen, normalized=False)
+            v1 = color_distort(v1, gen, normalized=False)
         (a0, m0), (a1, m1) = model(v0), model(v1)
         if loss == "coupled":
             total = info_nce(a0 + m0, a1 + m1, cfg.temperature)

@@ -50,7 +50,7 @@ from videorep.train.checkpoint import (
 )
 from videorep.train.config import TrainConfig
 from videorep.train.method import Method
-from videorep.train.schedule import build_adamw, lr_at
+from videorep.train.schedule import lr_at
 from videorep.utils.config import write_json_atomic
 from videorep.utils.distributed import rank_and_world_size
 from videorep.utils.progress import progress_bar, set_postfix
@@ -258,9 +258,7 @@ class Trainer:
         )
         self.base_lr = config.lr if config.lr is not None else config.blr * self.global_batch / 256
         self.ddp = self._wrap_distributed(method) if self.world > 1 else None
-        self.optimizer = build_adamw(
-            method.trainable_parameters(), self.base_lr, config.weight_decay, config.betas
-        )
+        self.optimizer = method.build_optimizer(method.trainable_parameters(), self.base_lr, config)
         self.step = 0
         self.history: list[dict] = []
         self._stop_agreed = False  # distributed: a stop every rank has seen (see _reduce_metrics)
@@ -271,7 +269,8 @@ class Trainer:
 
         from videorep.train.distributed import convert_batchnorm, device
 
-        convert_batchnorm(method)
+        if method.global_batchnorm:
+            convert_batchnorm(method)
         prefixes = method.frozen_prefixes()
         ignored = [n for n, _ in method.named_parameters() if n.startswith(prefixes)] + [
             n for n, _ in method.named_buffers() if n.startswith(prefixes)
