@@ -115,7 +115,7 @@ class SyntheticConfig:
     pool_per_tuple: int = 256
     seed: int = 0
     #: "adam": Adam at ``lr`` (the study's own recipe); "paper": the BOD-VCL paper's recipe
-    #: (Sec. 5.1): SGD + LARS (lightly's, momentum 0.9, trust 0.001, weight decay 1e-6 on weight
+    #: (Sec. 5.1): SGD + LARS (timm's, every tensor adapted, momentum 0.9, trust 0.001, weight decay 1e-6 on weight
     #: matrices only) at ``lars_lr`` = 0.3 x batch / 256 (SimCLR's LARS rule) and colour
     #: distortion of each view (one draw per clip, shared by its frames)
     recipe: str = "adam"
@@ -359,11 +359,9 @@ def build_optimizer(model: nn.Module, cfg: SyntheticConfig) -> torch.optim.Optim
         raise VideorepError(f"unknown recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
     if cfg.recipe == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    from lightly.utils.lars import LARS
+    from videorep.methods.bodvcl.optim import build_lars
 
-    from videorep.train.schedule import param_groups
-
-    return LARS(param_groups(list(model.named_parameters()), 1e-6), lr=cfg.lars_lr, momentum=0.9)
+    return build_lars(list(model.named_parameters()), cfg.lars_lr, 1e-6)
 
 
 def run_one(

@@ -80,7 +80,7 @@ from videorep.utils.config import add_arguments, setting
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
 OPTIMIZERS = ("lars", "adamw")
 #: default gamma of Eq. 24 (measured in docs/results/2026-12-03-bodvcl-paper-recipe.md)
-INNER_LR = 1.0
+INNER_LR = 0.1
 
 
 DTYPES = ("float32", "float64")
@@ -148,8 +148,8 @@ class BODVCLConfig:
     optimizer: str = setting(
         "lars",
         choices=OPTIMIZERS,
-        help="outer optimiser: lars = SGD + LARS (the paper, Sec. 5.1; lightly's LARS, momentum "
-        "--lars-momentum, trust 0.001, no decay or adaptation on biases and norms); adamw = the "
+        help="outer optimiser: lars = SGD + LARS (the paper, Sec. 5.1; timm's Lars adapting every "
+        "tensor, momentum --lars-momentum, trust 0.001, decay on weight matrices); adamw = the "
         "earlier CPU recipe (use with --blr 1e-4 --weight-decay 0.05)",
     )
     lars_momentum: float = setting(0.9, help="SGD momentum of LARS")
@@ -312,21 +312,14 @@ class BODVCL(Method):
     def build_optimizer(
         self, named: list[tuple[str, nn.Parameter]], lr: float, train_config: Any
     ) -> torch.optim.Optimizer:
-        """The outer optimiser: SGD + LARS (Sec. 5.1) or AdamW (``config.optimizer``).
-
-        LARS is :class:`lightly.utils.lars.LARS` (trust coefficient 0.001) over the two groups
-        of :func:`videorep.train.schedule.param_groups`: weight decay and layer-wise adaptation
-        on weight matrices, neither on biases and norm weights (lightly's LARS skips both where
-        the group's weight decay is 0), as in SimCLR / BYOL.
-        """
-        from videorep.train.schedule import build_adamw, param_groups
+        """The outer optimiser: SGD + LARS (Sec. 5.1; :func:`.optim.build_lars`) or AdamW
+        (``config.optimizer``); weight decay ``train_config.weight_decay`` on weight matrices."""
+        from videorep.methods.bodvcl.optim import build_lars
+        from videorep.train.schedule import build_adamw
 
         if self.config.optimizer == "adamw":
             return build_adamw(named, lr, train_config.weight_decay, train_config.betas)
-        from lightly.utils.lars import LARS
-
-        groups = param_groups(named, train_config.weight_decay)
-        return LARS(groups, lr=lr, momentum=self.config.lars_momentum)
+        return build_lars(named, lr, train_config.weight_decay, self.config.lars_momentum)
 
     def set_seed(self, seed: int) -> None:
         self._seed = int(seed)
