@@ -153,6 +153,11 @@ class BODVCLConfig:
         "earlier CPU recipe (use with --blr 1e-4 --weight-decay 0.05)",
     )
     lars_momentum: float = setting(0.9, help="SGD momentum of LARS")
+    sync_batchnorm: str = setting(
+        "auto",
+        choices=("auto", "on", "off"),
+        help="global-batch BatchNorm under torchrun: auto = every framework but moco (Sec. 5.1)",
+    )
     color_jitter: bool = setting(
         True,
         help="colour distortion per clip, shared by its frames (the paper's augmentation; "
@@ -203,6 +208,10 @@ class BODVCLConfig:
             raise VideorepError(
                 f"unknown inner optimizer {self.inner_optimizer!r}; choose one of "
                 f"{', '.join(INNER_RULES)}"
+            )
+        if self.sync_batchnorm not in ("auto", "on", "off"):
+            raise VideorepError(
+                f"sync_batchnorm must be auto, on or off, got {self.sync_batchnorm!r}"
             )
         if self.optimizer not in OPTIMIZERS:
             raise VideorepError(
@@ -307,6 +316,8 @@ class BODVCL(Method):
     @property
     def global_batchnorm(self) -> bool:
         """Synchronised BatchNorm for every framework but V-MoCo (Sec. 5.1)."""
+        if self.config.sync_batchnorm != "auto":
+            return self.config.sync_batchnorm == "on"
         return self.config.framework != "moco"
 
     def build_optimizer(
