@@ -160,3 +160,24 @@ def test_full_study_reproduces_the_qualitative_finding(tmp_path):
         assert res[scen]["decoupled"][hard] > 0.95
     for loss in LOSSES:
         assert min(res["independent"][loss].values()) > 0.95
+
+
+def test_recipes_build_their_optimiser_and_the_cli_takes_them():
+    from timm.optim import Lars
+
+    from videorep.cli import build_parser
+    from videorep.experiments.synthetic import build_optimizer
+
+    model = TwoStream()
+    assert isinstance(build_optimizer(model, SyntheticConfig()), torch.optim.Adam)
+    lars = build_optimizer(model, SyntheticConfig(recipe="paper"))
+    assert isinstance(lars, Lars) and lars.defaults["lr"] == 0.3 * 64 / 256
+    with pytest.raises(VideorepError, match="recipe"):
+        build_optimizer(model, SyntheticConfig(recipe="sgd"))
+    args = build_parser().parse_args(
+        ["experiment", "bodvcl-synthetic", "--out", "x", "--recipe", "paper"]
+    )
+    assert args.recipe == "paper"
+    assert build_parser().parse_args(["experiment", "bodvcl-synthetic", "--out", "x"]).recipe == (
+        "adam"
+    )

@@ -104,6 +104,11 @@ def test_torchrun_vmoco_equals_single_process(frames, tmp_path, bilevel, decoupl
     args += ["--encoder", "tiny3d", "--clip-len", "4", "--stride", "1", "--views", "2"]
     args += ["--image-size", "32", "--koopman-dim", "8", "--proj-hidden-dim", "16"]
     args += ["--queue-size", "12", "--bilevel", bilevel, "--lr", "1e-3", *COMMON]
+    # the recipe before the paper's became the default (colour draws depend on the rank layout;
+    # the paper's V-MoCo has per-process BatchNorm, so global BN is asked for explicitly)
+    args += ["--optimizer", "adamw", "--weight-decay", "0.05", "--no-color-jitter"]
+    args += ["--inner-optimizer", "sgd", "--inner-lr", "1e-3", "--no-persist-inner"]
+    args += ["--sync-batchnorm", "on"]
     run([*args, "--out", str(tmp_path / "one"), "--batch-size", "4"], False, tmp_path)
     run([*args, "--out", str(tmp_path / "two"), "--batch-size", "2"], True, tmp_path)
     one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["method_state"]

@@ -85,6 +85,7 @@ import torch
 from torch import Tensor, nn
 
 from videorep.errors import VideorepError
+from videorep.methods.bodvcl.augment import color_distort
 from videorep.methods.bodvcl.probe import linear_probe
 from videorep.utils.device import resolve_device
 
@@ -114,6 +115,12 @@ class SyntheticConfig:
     probe_test: int = 1024
     pool_per_tuple: int = 256
     seed: int = 0
+    #: "adam": Adam at ``lr`` (the study's own recipe); "paper": the BOD-VCL paper's recipe
+    #: (Sec. 5.1): SGD + LARS (timm's, every tensor adapted, momentum 0.9, trust 0.001, weight decay 1e-6 on weight
+    #: matrices only) at ``lars_lr`` = 0.3 x batch / 256 (SimCLR's LARS rule) and colour
+    #: distortion of each view (one draw per clip, shared by its frames)
+    recipe: str = "adam"
+    lars_lr: float = 0.075
     workers: int = 2  # processes for the six runs, one thread each (same results for any value)
 
     @classmethod
@@ -346,6 +353,20 @@ def init_model(cfg: SyntheticConfig) -> TwoStream:
     return TwoStream(cfg.frames, cfg.width, cfg.dim)
 
 
+RECIPES = ("adam", "paper")
+
+
+def build_optimizer(model: nn.Module, cfg: SyntheticConfig) -> torch.optim.Optimizer:
+    """Adam (``recipe="adam"``) or SGD + LARS (``recipe="paper"``); see :class:`SyntheticConfig`."""
+    if cfg.recipe not in RECIPES:
+        raise VideorepError(f"unknown recipe {cfg.recipe!r}; choose one of {', '.join(RECIPES)}")
+    if cfg.recipe == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    from videorep.methods.bodvcl.optim import build_lars
+
+    return build_lars(list(model.named_parameters()), cfg.lars_lr, 1e-6)
+
+
 def run_one(
     scenario: str,
     loss: str,
@@ -361,7 +382,7 @@ def run_one(
     device = torch.device(device)
     model = init_model(cfg).to(device)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = build_optimizer(model, cfg)
     history: dict[str, list] = {"step": [], "acc": [], "acc_A": [], "acc_M": []}
     history.update(grad_step=[], grad_A=[], grad_M=[], loss=[])
 
@@ -375,6 +396,9 @@ def run_one(
     record(0)
     for step in range(1, cfg.steps + 1):
         v0, v1 = pool.pairs(sample_factors(cfg.batch, scenario, gen), gen)
+        if cfg.recipe == "paper":  # drawn on the CPU generator (same draws on every device)
+            v0 = color_distort(v0, gen, normalized=False)
+            v1 = color_distort(v1, gen, normalized=False)
         v0, v1 = v0.to(device, non_blocking=True), v1.to(device, non_blocking=True)
         (a0, m0), (a1, m1) = model(v0), model(v1)
         if loss == "coupled":

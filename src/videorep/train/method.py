@@ -177,6 +177,18 @@ class Method(nn.Module):
         self.step_optimizer(optimizer)
         return totals
 
+    #: the trainer converts BatchNorm to global-batch BatchNorm when distributed if True
+    global_batchnorm: bool = True
+
+    def build_optimizer(
+        self, named: list[tuple[str, nn.Parameter]], lr: float, config: TrainConfig
+    ) -> torch.optim.Optimizer:
+        """The optimiser over ``named``; AdamW (:func:`~videorep.train.schedule.build_adamw`)
+        unless a method overrides it. The trainer sets each group's ``lr`` every step."""
+        from videorep.train.schedule import build_adamw
+
+        return build_adamw(named, lr, config.weight_decay, config.betas)
+
     def set_seed(self, seed: int) -> None:
         """Called by the trainer before the first step with the run's seed (``--seed``).
 

@@ -56,7 +56,7 @@ from videorep.train.checkpoint import (
 )
 from videorep.train.config import PRECISIONS, TrainConfig
 from videorep.train.method import Method
-from videorep.train.schedule import build_adamw, lr_at
+from videorep.train.schedule import lr_at
 from videorep.utils.config import write_json_atomic
 from videorep.utils.device import (
     ddp_device_ids,
@@ -341,9 +341,7 @@ class Trainer:
         if config.compile:
             method.compile_encoder()
         self.ddp = self._wrap_distributed(method) if self.world > 1 else None
-        self.optimizer = build_adamw(
-            method.trainable_parameters(), self.base_lr, config.weight_decay, config.betas
-        )
+        self.optimizer = method.build_optimizer(method.trainable_parameters(), self.base_lr, config)
         self.step = 0
         self.history: list[dict] = []
         self._stop_agreed = False  # distributed: a stop every rank has seen (see _reduce_metrics)
@@ -354,7 +352,8 @@ class Trainer:
 
         from videorep.train.distributed import convert_batchnorm
 
-        convert_batchnorm(method)
+        if method.global_batchnorm:
+            convert_batchnorm(method)
         prefixes = method.frozen_prefixes()
         ignored = [n for n, _ in method.named_parameters() if n.startswith(prefixes)] + [
             n for n, _ in method.named_buffers() if n.startswith(prefixes)

@@ -43,3 +43,65 @@ def test_vit_per_frame_and_tiny3d():
         build_encoder("resnet50")
     with pytest.raises(VideorepError):
         vit(torch.randn(2, 3, 32, 32))
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_slow_r50_is_the_slowfast_slow_pathway():
+    """32.45 M parameters with a 400-class head: pytorchvideo's model zoo number for slow_r50
+    (its ``create_resnet``); temporal kernels only in res4-res5, no temporal stride."""
+    from videorep.methods.bodvcl.encoders import slow_r50
+
+    with torch.device("meta"):  # shapes only: cheap
+        net = slow_r50()
+        out = net(torch.empty(2, 3, 8, 64, 64))
+    assert abs(_count(net) + 2048 * 400 + 400 - 32.45e6) < 0.01 * 32.45e6
+    assert out.shape == (2, 2048, 8, 2, 2)
+    temporal = [m.kernel_size[0] for m in net.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert temporal.count(3) == 6 + 3  # the first conv of each res4 / res5 bottleneck
+    assert all(m.stride[0] == 1 for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+
+
+def test_s3d_g_adds_feature_gating():
+    """S3D-G = torchvision's S3D + self-gating after Conv2d_2c and on all 4 branches of the 9
+    Inception blocks: 37 gates, 9.1 M parameters (the paper's Table 3 row; S3D alone 7.9 M)."""
+    from videorep.methods.bodvcl.encoders import SelfGating, s3d_g
+
+    with torch.device("meta"):
+        net = s3d_g()
+        out = net(torch.empty(1, 3, 8, 64, 64))
+    assert sum(isinstance(m, SelfGating) for m in net.modules()) == 37
+    assert abs(_count(net) - 9.1e6) < 0.01 * 9.1e6
+    assert out.shape[:2] == (1, 1024)
+    gate = SelfGating(2)  # zero weights and bias: sigmoid(0) = 0.5 scales every channel
+    torch.nn.init.zeros_(gate.fc.weight)
+    torch.nn.init.zeros_(gate.fc.bias)
+    x = torch.randn(1, 2, 2, 3, 3)
+    assert torch.allclose(gate(x), 0.5 * x)
+    assert build_encoder("s3d_g").out_dim == 1024
+
+
+def test_divided_space_time_vit():
+    """ViT-B/16 with divided attention: 121.26 M parameters + a 400-class head = 121.57 M,
+    within 1 % of TimeSformer's 121.4 M; a tiny one keeps T and mixes frames over time."""
+    from videorep.methods.bodvcl.encoders import DividedSTViT
+
+    with torch.device("meta"):
+        vit_b = DividedSTViT()
+    assert abs(_count(vit_b) + 768 * 400 + 400 - 121.4e6) < 0.01 * 121.4e6
+    torch.manual_seed(0)
+    vit = DividedSTViT(img_size=32, dim=32, depth=2, heads=2, max_frames=4).eval()
+    for block in vit.blocks:  # TimeSformer zero-inits temporal_fc; give it weights to test mixing
+        torch.nn.init.normal_(block.temporal_fc.weight, std=0.1)
+    clips = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        out = vit(clips)
+        changed = clips.clone()
+        changed[:, 2] += 1.0
+        out2 = vit(changed)
+    assert out.shape == (2, 3, 32)
+    assert (out2[:, 0] - out[:, 0]).abs().max() > 1e-3  # frame 0 sees frame 2 (time attention)
+    with pytest.raises(VideorepError, match="time embeddings"):
+        vit(torch.randn(1, 5, 3, 32, 32))

@@ -15,6 +15,11 @@ from videorep.methods.bodvcl.method import (
 from videorep.train.method import Method
 
 SMALL = dict(encoder="tiny3d", koopman_dim=16, proj_hidden_dim=32, queue_size=32, n_prototypes=8)
+# the recipe before the paper's became the default: AdamW (passed by _train), no colour
+# distortion, inner step of the optimiser's lr (3e-3 here), discarded after the outer gradient
+OLD_RECIPE = dict(
+    color_jitter=False, persist_inner=False, inner_lr=3e-3, inner_optimizer="sgd", optimizer="adamw"
+)
 
 
 def _videos(b=6, v=2, t=6, s=16, seed=0):
@@ -33,7 +38,7 @@ def _videos(b=6, v=2, t=6, s=16, seed=0):
 
 def _train(cfg, steps=12, lr=3e-3):
     torch.manual_seed(0)
-    model = build_bodvcl({**SMALL, **cfg})
+    model = build_bodvcl({**SMALL, **OLD_RECIPE, **cfg})
     opt = torch.optim.AdamW([p for _, p in model.trainable_parameters()], lr=lr)
     batch = _videos()
     hist = []
@@ -76,7 +81,9 @@ def test_fd_hypergradient_matches_unrolled():
     grads = {}
     for mode in ("fd", "unrolled"):
         torch.manual_seed(0)
-        model = build_bodvcl({**SMALL, "framework": "simclr", "bilevel": mode, "inner_lr": 0.5})
+        model = build_bodvcl(
+            {**SMALL, **OLD_RECIPE, "framework": "simclr", "bilevel": mode, "inner_lr": 0.5}
+        )
         model.config.fd_radius = 1e-6
         model.double()
         b = {"clips": batch["clips"].double()}

@@ -27,7 +27,9 @@ ENCODERS = (
     "r2plus1d_18",
     "mc3_18",
     "s3d",
+    "s3d_g",
     "slow_r50",
+    "vit_b_divided",
     "vit_tiny",
     "vit_small",
     "tiny3d",
@@ -66,78 +68,127 @@ def _triple(v) -> tuple[int, int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
 
-class _SpatialStrideConv3d(nn.Conv3d):
-    """3x3x3 convolution that strides in space only (torchvision conv-builder interface)."""
+class _SlowBottleneck(nn.Module):
+    """Bottleneck of the Slow pathway: ``Tx1x1`` (T = 3 in res4-res5, else 1) -> ``1x3x3``
+    (spatial stride here) -> ``1x1x1``, BatchNorm + ReLU after each, identity or a projection
+    shortcut (``1x1x1`` conv with the spatial stride + BN); ``[N, C, T, H, W]``."""
 
-    def __init__(
-        self, in_planes: int, out_planes: int, midplanes: int | None = None, stride: int = 1
-    ) -> None:
-        super().__init__(
-            in_planes, out_planes, (3, 3, 3), stride=(1, stride, stride), padding=1, bias=False
+    def __init__(self, cin: int, inner: int, cout: int, stride: int, temporal: int) -> None:
+        super().__init__()
+        self.conv_a = nn.Conv3d(
+            cin, inner, (temporal, 1, 1), padding=(temporal // 2, 0, 0), bias=False
         )
-
-    @staticmethod
-    def get_downsample_stride(stride: int) -> tuple[int, int, int]:
-        return 1, stride, stride
-
-
-class _SlowStem(nn.Sequential):
-    """Slow pathway stem: 1x7x7 conv stride (1, 2, 2), BN, ReLU, 1x3x3 max-pool stride (1, 2, 2)."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            nn.Conv3d(3, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-            nn.BatchNorm3d(64),
-            nn.ReLU(inplace=True),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        self.norm_a = nn.BatchNorm3d(inner)
+        self.conv_b = nn.Conv3d(
+            inner, inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
         )
+        self.norm_b = nn.BatchNorm3d(inner)
+        self.conv_c = nn.Conv3d(inner, cout, 1, bias=False)
+        self.norm_c = nn.BatchNorm3d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(cin, cout, 1, stride=(1, stride, stride), bias=False),
+                nn.BatchNorm3d(cout),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.relu(self.norm_a(self.conv_a(x)))
+        y = self.relu(self.norm_b(self.conv_b(y)))
+        y = self.norm_c(self.conv_c(y))
+        return self.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
 def slow_r50() -> nn.Module:
-    """Slow-R50-style 3D ResNet-50 from torchvision parts (Bottleneck, [3, 4, 6, 3]).
+    """The Slow pathway of SlowFast, ResNet-50 depth ("Slow-R50", the paper's default, ref. [68]).
 
-    As in SlowFast's Slow pathway: no temporal downsampling anywhere, 2D (1x3x3) convolutions in
-    res2-res3 and temporal (3x3x3) convolutions in res4-res5. Difference to the original: the
-    temporal kernel sits in the bottleneck's middle 3x3 conv (torchvision's Bottleneck layout)
-    instead of its first 1x1 conv, so the net has ~46M instead of ~32M parameters.
+    Built from torch modules after Table 1 of *SlowFast Networks for Video Recognition*
+    (Feichtenhofer et al., ICCV 2019), Slow pathway, as in pytorchvideo's ``create_resnet``
+    (``pytorchvideo.models.resnet``, model ``slow_r50``): stem ``1x7x7`` conv, 64, stride
+    ``(1, 2, 2)`` + ``1x3x3`` max-pool stride ``(1, 2, 2)``; res2-res5 with ``[3, 4, 6, 3]``
+    bottlenecks of widths 64/128/256/512 (x4 out), temporal kernel 3 in the *first* (``1x1``)
+    conv of the res4 and res5 bottlenecks only (1 in res2-res3), spatial stride 2 in the ``3x3``
+    conv of the first block of res3-res5, no temporal stride or pooling anywhere. Without the
+    classifier: 31.64 M parameters; with pytorchvideo's 400-class head (``2048 x 400 + 400``)
+    32.45 M, the number in pytorchvideo's model zoo (``tests/methods/bodvcl/test_bodvcl_encoders.py``
+    checks it). Output ``[N, 2048, T, H/32, W/32]``.
     """
-    from torchvision.models.video.resnet import Bottleneck, Conv3DNoTemporal, VideoResNet
-
-    return VideoResNet(
-        block=Bottleneck,
-        conv_makers=[
-            Conv3DNoTemporal,
-            Conv3DNoTemporal,
-            _SpatialStrideConv3d,
-            _SpatialStrideConv3d,
-        ],
-        layers=[3, 4, 6, 3],
-        stem=_SlowStem,
+    stem = nn.Sequential(
+        nn.Conv3d(3, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+        nn.BatchNorm3d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
     )
+    stages: list[nn.Module] = [stem]
+    cin = 64
+    for inner, depth, stride, temporal in (
+        (64, 3, 1, 1),
+        (128, 4, 2, 1),
+        (256, 6, 2, 3),
+        (512, 3, 2, 3),
+    ):
+        blocks = []
+        for i in range(depth):
+            blocks.append(_SlowBottleneck(cin, inner, 4 * inner, stride if i == 0 else 1, temporal))
+            cin = 4 * inner
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages)
+
+
+class SelfGating(nn.Module):
+    """S3D-G feature gating (Xie et al., *Rethinking Spatiotemporal Feature Learning*, ECCV 2018,
+    Eq. 1 / the ``self_gating`` of its reference ``s3dg.py``): ``y = sigmoid(W pool(x) + b) * x``
+    with ``pool`` the space-time average, one weight per channel pair; ``[N, C, T, H, W]``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = torch.sigmoid(self.fc(x.mean(dim=(2, 3, 4))))
+        return x * w[:, :, None, None, None]
+
+
+def s3d_g() -> nn.Module:
+    """S3D-G: torchvision's S3D (``torchvision.models.video.s3d``, which has no gating) with the
+    S3D-G self-gating added by composition where the reference ``s3dg.py`` puts it: after the
+    ``Conv2d_2c_3x3`` separable conv (``features[3]``) and on the output of every branch of every
+    separable Inception block (``gating_startat='Conv2d_2c_3x3'``). Returns the feature stack
+    (``[N, 1024, T/8, H/32, W/32]``).
+    """
+    from torchvision.models.video import s3d
+    from torchvision.models.video.s3d import SepInceptionBlock3D
+
+    features = s3d(weights=None).features
+    features[3] = nn.Sequential(features[3], SelfGating(192))
+    for block in features:
+        if isinstance(block, SepInceptionBlock3D):
+            for name in ("branch0", "branch1", "branch2", "branch3"):
+                branch = getattr(block, name)
+                out = [m for m in branch.modules() if isinstance(m, nn.BatchNorm3d)][-1]
+                setattr(block, name, nn.Sequential(branch, SelfGating(out.num_features)))
+    return features
 
 
 class TorchvisionVideoEncoder(Encoder):
-    """torchvision video nets (r3d_18, r2plus1d_18, mc3_18, s3d) and slow_r50, pooled over space."""
+    """3D CNNs (r3d_18, r2plus1d_18, mc3_18, s3d, s3d_g from torchvision; slow_r50 above), pooled
+    over space."""
 
     def __init__(self, name: str, keep_time: bool = True) -> None:
         super().__init__()
         from torchvision.models import video as tvv
 
         if name == "slow_r50":
-            net = slow_r50()
-            native = 1
-        elif name == "s3d":
-            net = tvv.s3d(weights=None)
-            native = 8
+            self.body = slow_r50()
+            self.out_dim, native = 2048, 1
+        elif name in ("s3d", "s3d_g"):
+            self.body = s3d_g() if name == "s3d_g" else tvv.s3d(weights=None).features
+            self.out_dim, native = 1024, 8
         else:
             net = getattr(tvv, name)(weights=None)
-            native = 1 if name == "mc3_18" else 8
-        if name == "s3d":
-            self.body = net.features
-            self.out_dim = 1024
-        else:
             self.body = nn.Sequential(net.stem, net.layer1, net.layer2, net.layer3, net.layer4)
-            self.out_dim = 2048 if name == "slow_r50" else 512
+            self.out_dim, native = 512, (1 if name == "mc3_18" else 8)
         if keep_time:
             _remove_temporal_stride(self.body)
             native = 1
@@ -173,6 +224,99 @@ class FrameViTEncoder(Encoder):
         n, t = clips.shape[:2]
         tokens = self.vit.forward_features(clips.flatten(0, 1))  # [N*T, P, C]
         return tokens[:, self.n_prefix :].mean(dim=1).view(n, t, -1)
+
+
+class DividedSpaceTimeBlock(nn.Module):
+    """TimeSformer's divided space-time block (Bertasius et al., *Is Space-Time Attention All You
+    Need for Video Understanding?*, ICML 2021, Fig. 1 "Divided Space-Time"), composed of timm's
+    ``Attention`` and ``Mlp``: temporal attention among the tokens of one patch position across
+    frames (+ a linear ``temporal_fc``, zero-initialised as in TimeSformer), then spatial attention
+    among the tokens of one frame with the class token, then the MLP; pre-norm residuals.
+
+    ``forward(x [N, 1 + T*P, D], t) -> [N, 1 + T*P, D]`` (tokens frame-major after the class token).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        from timm.layers import Mlp
+        from timm.models.vision_transformer import Attention
+
+        self.norm_t = nn.LayerNorm(dim, eps=1e-6)
+        self.attn_t = Attention(dim, heads, qkv_bias=True)
+        self.temporal_fc = nn.Linear(dim, dim)
+        nn.init.zeros_(self.temporal_fc.weight)
+        nn.init.zeros_(self.temporal_fc.bias)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads, qkv_bias=True)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor, t: int) -> Tensor:
+        cls, tok = x[:, :1], x[:, 1:]
+        n, tp, d = tok.shape
+        p = tp // t
+        xt = tok.reshape(n, t, p, d).transpose(1, 2).reshape(n * p, t, d)  # [N*P, T, D]
+        res = self.temporal_fc(self.attn_t(self.norm_t(xt)))
+        tok = tok + res.reshape(n, p, t, d).transpose(1, 2).reshape(n, tp, d)
+        xs = torch.cat([cls.repeat_interleave(t, dim=0), tok.reshape(n * t, p, d)], dim=1)
+        ys = self.attn(self.norm1(xs))  # [N*T, 1 + P, D]
+        cls = cls + ys[:, :1].reshape(n, t, d).mean(dim=1, keepdim=True)
+        x = torch.cat([cls, tok + ys[:, 1:].reshape(n, tp, d)], dim=1)
+        return x + self.mlp(self.norm2(x))
+
+
+class DividedSTViT(Encoder):
+    """Video ViT with divided space-time attention (TimeSformer-style; ``vit_b_divided`` =
+    ViT-B/16: width 768, depth 12, 12 heads), built from timm pieces (``PatchEmbed`` per frame,
+    :class:`DividedSpaceTimeBlock`), randomly initialised (trunc-normal 0.02 embeddings).
+    Per-frame output: the final-norm patch tokens of each frame averaged, ``[N, T, D]``.
+
+    ViT-B divided has 121.3 M parameters (TimeSformer's 121.4 M includes its 400-class head); the
+    paper's ViT-B rows list 87 M, the count of a joint-attention ViT-B (VideoMAE-style), so the
+    paper's ViT-B may have been joint attention; the issue asked for divided attention.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch: int = 16,
+        dim: int = 768,
+        depth: int = 12,
+        heads: int = 12,
+        max_frames: int = 16,
+    ) -> None:
+        super().__init__()
+        from timm.layers import PatchEmbed
+
+        self.patch_embed = PatchEmbed(img_size, patch, 3, dim)
+        n_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n_patches, dim))
+        self.time_embed = nn.Parameter(torch.zeros(1, max_frames, dim))
+        for param in (self.cls_token, self.pos_embed, self.time_embed):
+            nn.init.trunc_normal_(param, std=0.02)
+        self.blocks = nn.ModuleList(DividedSpaceTimeBlock(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out_dim = dim
+        self.max_frames = max_frames
+
+    def forward(self, clips: Tensor) -> Tensor:
+        """``[N, T, 3, H, W] -> [N, T, D]``."""
+        self._check(clips)
+        n, t = clips.shape[:2]
+        if t > self.max_frames:
+            raise VideorepError(
+                f"clip of {t} frames; this ViT has {self.max_frames} time embeddings"
+            )
+        tok = self.patch_embed(clips.flatten(0, 1)) + self.pos_embed[:, 1:]  # [N*T, P, D]
+        p, d = tok.shape[1:]
+        tok = tok.view(n, t, p, d) + self.time_embed[:, :t, None]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
+        x = torch.cat([cls, tok.reshape(n, t * p, d)], dim=1)
+        for block in self.blocks:
+            x = block(x, t)
+        x = self.norm(x)
+        return x[:, 1:].reshape(n, t, p, d).mean(dim=2)
 
 
 class Tiny3DEncoder(Encoder):
@@ -213,12 +357,16 @@ def build_encoder(name: str, keep_time: bool = True, img_size: int = 224) -> Enc
         keep_time: remove temporal strides of the 3D CNNs (see module docstring).
         img_size: frame size for the ViT encoders (must be a multiple of 16).
     """
-    if name in ("r3d_18", "r2plus1d_18", "mc3_18", "s3d", "slow_r50"):
+    if name in ("r3d_18", "r2plus1d_18", "mc3_18", "s3d", "s3d_g", "slow_r50"):
         return TorchvisionVideoEncoder(name, keep_time=keep_time)
     if name in ("vit_tiny", "vit_small"):
         if img_size % 16:
             raise VideorepError(f"ViT encoders need a frame size divisible by 16, got {img_size}")
         return FrameViTEncoder(name, img_size=img_size)
+    if name == "vit_b_divided":
+        if img_size % 16:
+            raise VideorepError(f"ViT encoders need a frame size divisible by 16, got {img_size}")
+        return DividedSTViT(img_size=img_size)
     if name == "tiny3d":
         return Tiny3DEncoder()
     raise VideorepError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")

@@ -132,12 +132,26 @@ def prediction_loss(
     Returns:
         A scalar tensor.
     """
+    mse, ortho = prediction_loss_terms(features, rtol=rtol, koopman=koopman)
+    return mse + nu * ortho
+
+
+def prediction_loss_terms(
+    features: Tensor, rtol: float = DEFAULT_RTOL, koopman: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The two terms of ``L_pred`` (Eq. 19), unweighted: ``(MSE(F_f, K F_b),
+    ||K^T K - I||_F^2)``, each averaged over videos; ``L_pred = mse + nu * ortho``.
+
+    Args:
+        features: per-frame features ``[B, T, M]``.
+        koopman: a precomputed ``K`` ``[B, M, M]`` (else computed with :func:`koopman_operator`).
+    """
     f_b, f_f = snapshot_matrices(features)
     k = koopman if koopman is not None else f_f @ torch.linalg.pinv(f_b, rtol=rtol)
     mse = (f_f - k @ f_b).pow(2).mean()
     eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
     ortho = (k.transpose(-1, -2) @ k - eye).pow(2).sum(dim=(-1, -2)).mean()
-    return mse + nu * ortho
+    return mse, ortho
 
 
 def _divided_differences(lam: Tensor, static: Tensor, mode: SpectralMode) -> Tensor:

@@ -24,9 +24,12 @@ frames per video):
    * ``"single"``: the single-level ablation of Table 8, ``L_pred + L_A + L_M`` summed.
    * ``"none"``: no ``L_pred`` at all (the plain V-CL baseline when ``decoupled=False``).
 
-   The outer step updates ``theta`` (Eq. 25 read literally: ``theta <- theta - lr * hypergrad``);
-   with ``persist_inner=True`` it starts from ``theta*`` instead, i.e. the inner step is kept
-   (Algorithm 1, lines 10 and 24, read as two successive updates of the same weights).
+   The inner step is plain gradient descent on ``L_pred`` with its own constant step size
+   ``inner_lr`` (default :data:`INNER_LR`), and it is kept (``persist_inner``, default): the outer
+   optimiser steps from ``theta*``, ``theta <- theta* - lr * hypergrad`` (Algorithm 1 read as two
+   successive updates of the same weights; BETTY and the authors' code, whose inner and outer
+   problems share one module). ``--no-persist-inner`` discards it (Eq. 25 read literally).
+   What is inner and outer, and the hypergradient: :mod:`.bilevel`.
 
    Only the encoder and projector enter ``L_pred``, so the inner step moves only them; the loss
    heads (predictor, prototypes) get their plain outer gradient. The outer loss is evaluated at
@@ -59,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -68,15 +70,25 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from videorep.errors import VideorepError
+from videorep.methods.bodvcl.bilevel import (
+    INNER_RULES,
+    fd_hypergradient,
+    inner_descent,
+    relative_change,
+    step_sizes,
+)
 from videorep.methods.bodvcl.encoders import ENCODERS, build_encoder
 from videorep.methods.bodvcl.frameworks import FRAMEWORKS, build_head, uses_target_network
-from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss
+from videorep.methods.bodvcl.koopman import DEFAULT_RTOL, koopman_split, prediction_loss_terms
 from videorep.train import distributed as dist
 from videorep.train.method import Method
 from videorep.utils.config import add_arguments, setting
 from videorep.utils.device import autocast_device_type
 
 BILEVEL_MODES = ("fd", "unrolled", "single", "none")
+OPTIMIZERS = ("lars", "adamw")
+#: default gamma of Eq. 24 (measured in docs/results/2026-12-03-bodvcl-paper-recipe.md)
+INNER_LR = 0.1
 
 
 DTYPES = ("float32", "float64")
@@ -87,7 +99,9 @@ class BODVCLConfig:
     """Hyper-parameters of BOD-VCL (defaults: BOD-VCL paper, Sec. 5.1 and 5.7); they define the flags."""
 
     framework: str = setting("simclr", choices=FRAMEWORKS, help="base V-CL method")
-    encoder: str = setting("r3d_18", choices=ENCODERS, help="video encoder")
+    encoder: str = setting(
+        "slow_r50", choices=ENCODERS, help="video encoder (the paper's default: slow_r50)"
+    )
     clip_len: int = setting(8, help="frames per clip (L)")  # read by the data pipeline
     stride: int = setting(8, help="frame stride in a clip (delta)")  # read by the data pipeline
     views: int = setting(2, help="clips per video (rho)")
@@ -101,9 +115,17 @@ class BODVCLConfig:
         help="fd: AID-FD hypergradient (default); unrolled: differentiate through the inner "
         "step; single: L_pred + L_A + L_M summed; none: no L_pred",
     )
-    inner_steps: int = setting(1, help="inner L_pred steps")
-    inner_lr: float | None = setting(
-        None, help="gamma of the inner step (Eq. 24); default: the optimiser's learning rate"
+    inner_steps: int = setting(1, help="inner L_pred steps (K; Table 9)")
+    inner_lr: float = setting(
+        INNER_LR,
+        help="gamma of the inner gradient step on L_pred (Eq. 24): its own constant learning "
+        "rate, not the outer schedule (lars: each tensor moves by inner-lr x 0.001 of its norm)",
+    )
+    inner_optimizer: str = setting(
+        "lars",
+        choices=INNER_RULES,
+        help="inner step rule: lars = layer-wise trust ratio (as the authors' LARS), sgd = "
+        "gamma x grad (Eq. 24 as written)",
     )
     xi: float = setting(0.1, help="static if |lambda - 1| < xi")
     nu: float = setting(1e-4, help="orthogonality weight in L_pred")
@@ -127,7 +149,27 @@ class BODVCLConfig:
     )
     fd_radius: float = setting(0.01, help="finite-difference radius of the AID-FD product")
     persist_inner: bool = setting(
-        False, help="keep the inner L_pred step (outer step from theta*) instead of discarding it"
+        True,
+        help="keep the inner L_pred step: the outer step starts from theta* (as BETTY and the "
+        "authors' code do); --no-persist-inner: discard it (outer step from theta)",
+    )
+    optimizer: str = setting(
+        "lars",
+        choices=OPTIMIZERS,
+        help="outer optimiser: lars = SGD + LARS (the paper, Sec. 5.1; timm's Lars adapting every "
+        "tensor, momentum --lars-momentum, trust 0.001, decay on weight matrices); adamw = the "
+        "earlier CPU recipe (use with --blr 1e-4 --weight-decay 0.05)",
+    )
+    lars_momentum: float = setting(0.9, help="SGD momentum of LARS")
+    sync_batchnorm: str = setting(
+        "auto",
+        choices=("auto", "on", "off"),
+        help="global-batch BatchNorm under torchrun: auto = every framework but moco (Sec. 5.1)",
+    )
+    color_jitter: bool = setting(
+        True,
+        help="colour distortion per clip, shared by its frames (the paper's augmentation; "
+        "jitter 0.4/0.4/0.4/0.1 with p 0.8, grey p 0.2)",
     )
     keep_time: bool = setting(True, help="keep the encoder's time axis (per-frame features)")
     image_size: int = setting(112, help="frame size (ViT)")
@@ -168,8 +210,23 @@ class BODVCLConfig:
             raise VideorepError(f"temperature must be positive, got {self.temperature}")
         if not 0.0 <= self.momentum <= 1.0:
             raise VideorepError(f"momentum must lie in [0, 1], got {self.momentum}")
-        if self.inner_lr is not None and self.inner_lr <= 0:
+        if not self.inner_lr > 0:
             raise VideorepError(f"inner learning rate must be positive, got {self.inner_lr}")
+        if self.inner_optimizer not in INNER_RULES:
+            raise VideorepError(
+                f"unknown inner optimizer {self.inner_optimizer!r}; choose one of "
+                f"{', '.join(INNER_RULES)}"
+            )
+        if self.sync_batchnorm not in ("auto", "on", "off"):
+            raise VideorepError(
+                f"sync_batchnorm must be auto, on or off, got {self.sync_batchnorm!r}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise VideorepError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if not 0.0 <= self.lars_momentum < 1.0:
+            raise VideorepError(f"LARS momentum must lie in [0, 1), got {self.lars_momentum}")
         if self.dtype not in DTYPES:
             raise VideorepError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.spectral_mode not in ("eigenvalue", "projector"):
@@ -255,12 +312,42 @@ class BODVCL(Method):
             }
         )
         self._theta_star: dict[str, Tensor] | None = None
+        self._seed = 0
+        self._aug_gen: torch.Generator | None = None
         self.target: FrameNet | None = None
         if uses_target_network(config.framework):
             from lightly.models.utils import deactivate_requires_grad
 
             self.target = copy.deepcopy(self.online)
             deactivate_requires_grad(self.target)
+
+    @property
+    def global_batchnorm(self) -> bool:
+        """Synchronised BatchNorm for every framework but V-MoCo (Sec. 5.1)."""
+        if self.config.sync_batchnorm != "auto":
+            return self.config.sync_batchnorm == "on"
+        return self.config.framework != "moco"
+
+    def build_optimizer(
+        self, named: list[tuple[str, nn.Parameter]], lr: float, train_config: Any
+    ) -> torch.optim.Optimizer:
+        """The outer optimiser: SGD + LARS (Sec. 5.1; :func:`.optim.build_lars`) or AdamW
+        (``config.optimizer``); weight decay ``train_config.weight_decay`` on weight matrices."""
+        from videorep.methods.bodvcl.optim import build_lars
+        from videorep.train.schedule import build_adamw
+
+        if self.config.optimizer == "adamw":
+            return build_adamw(named, lr, train_config.weight_decay, train_config.betas)
+        return build_lars(named, lr, train_config.weight_decay, self.config.lars_momentum)
+
+    def set_seed(self, seed: int) -> None:
+        self._seed = int(seed)
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Seed the colour distortion of this step (per rank), so a resumed run draws the same."""
+        self._aug_gen = torch.Generator().manual_seed(
+            (self._seed * 1_000_003 + step) * 64 + dist.rank()
+        )
 
     # ------------------------------------------------------------------ forward pieces
     def _clips(self, batch: Any) -> tuple[Tensor, int, int]:
@@ -279,7 +366,14 @@ class BODVCL(Method):
             raise VideorepError(f"BOD-VCL needs at least 2 views per video, got {v}")
         if b < 2 and self.config.framework in ("simclr",):
             raise VideorepError("V-SimCLR needs at least 2 videos per batch (negatives)")
-        return clips.flatten(0, 1), b, v
+        clips = clips.flatten(0, 1)
+        if self.config.color_jitter and self.training:
+            from videorep.methods.bodvcl.augment import color_distort
+
+            if self._aug_gen is None:  # outside the trainer: seed from the run seed
+                self.before_optimizer_step(0)
+            clips = color_distort(clips, self._aug_gen)
+        return clips, b, v
 
     def _koopman_input(self, frames: Tensor) -> Tensor:
         """``frames`` in the weights' dtype (an autocast forward gives bf16/fp16 features; the
@@ -328,9 +422,14 @@ class BODVCL(Method):
 
     def _pred_loss(self, frames: Tensor) -> Tensor:
         with torch.autocast(autocast_device_type(frames), enabled=False):
-            return prediction_loss(
-                self._koopman_input(frames), nu=self.config.nu, rtol=self.config.pinv_rtol
+            mse, ortho = prediction_loss_terms(
+                self._koopman_input(frames), rtol=self.config.pinv_rtol
             )
+        self._pred_terms = {
+            "l_pred_mse": mse.detach(),
+            "l_pred_ortho": self.config.nu * ortho.detach(),
+        }
+        return mse + self.config.nu * ortho
 
     # ------------------------------------------------------------------ trainer contract
     def encoder_module(self) -> nn.Module:
@@ -364,6 +463,7 @@ class BODVCL(Method):
         l_pred = self._pred_loss(frames)
         loss = outer if self.config.bilevel == "none" else outer + l_pred
         metrics.update(loss=loss, loss_outer=outer.detach(), l_pred=l_pred.detach())
+        metrics.update(self._pred_terms)
         return metrics
 
     def optimizer_step(
@@ -372,9 +472,7 @@ class BODVCL(Method):
         """One step over the micro-batches; bi-level (Eq. 23-25) for ``fd`` / ``unrolled``."""
         if self.config.bilevel in ("single", "none"):
             return super().optimizer_step(batches, optimizer, loss_scale)
-        gamma = self.config.inner_lr
-        if gamma is None:
-            gamma = float(optimizer.param_groups[0]["lr"])
+        gamma = float(self.config.inner_lr)
         optimizer.zero_grad(set_to_none=True)
         totals: dict[str, Tensor] = {}
         for batch in batches:
@@ -447,30 +545,45 @@ class BODVCL(Method):
         clips, b, v = self._clips(batch)
         targets = self._targets(clips)
         theta = self._inner_params()
-        l_pred0 = None
+        l_pred0, terms = None, {}
         for _ in range(self.config.inner_steps):  # Eq. 24, kept in the graph
             l_pred, grads = self._pred_grad(theta, clips, create_graph=True)
-            l_pred0 = l_pred.detach() if l_pred0 is None else l_pred0
-            theta = {n: t - gamma * g for (n, t), g in zip(theta.items(), grads)}
+            if l_pred0 is None:
+                l_pred0, terms = l_pred.detach(), dict(self._pred_terms)
+            sizes = step_sizes(list(theta.values()), grads, gamma, self.config.inner_optimizer)
+            theta = {n: t - a * g for (n, t), a, g in zip(theta.items(), sizes, grads)}
         outer, metrics = self._outer_loss(self._frames_at(theta, clips, aux=False), targets, b, v)
         (outer * scale).backward()  # Eq. 25 through theta*(theta)
         self._theta_star = {n: t.detach() for n, t in theta.items()}
-        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0)
+        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0, **terms)
         return metrics
 
     def _fd_backward(self, batch: Any, gamma: float, scale: float) -> dict[str, Tensor]:
+        """AID-FD (:func:`.bilevel.fd_hypergradient`); also logs ``inner_rel`` =
+        ``||theta* - theta|| / ||theta||`` and ``hyper_rel`` = ``||hypergrad - g*|| / ||g*||``."""
         clips, b, v = self._clips(batch)
         targets = self._targets(clips)
         params = self._inner_params()
         names = list(params)
-        thetas = [{n: p.detach() for n, p in params.items()}]
-        l_pred0 = None
-        for _ in range(self.config.inner_steps):  # Eq. 24
-            l_pred, grads = self._pred_grad(thetas[-1], clips)
-            l_pred0 = l_pred.detach() if l_pred0 is None else l_pred0
-            thetas.append({n: t - gamma * g for (n, t), g in zip(thetas[-1].items(), grads)})
-        theta_star = {n: t.detach().requires_grad_(True) for n, t in thetas[-1].items()}
-        self._theta_star = {n: t.detach() for n, t in thetas[-1].items()}
+        terms: dict[str, Tensor] = {}
+        l_pred0: list[Tensor] = []
+
+        def grad_fn(theta: list[Tensor]) -> list[Tensor]:
+            l_pred, grads = self._pred_grad(dict(zip(names, theta)), clips)
+            if not l_pred0:
+                l_pred0.append(l_pred.detach())
+                terms.update(self._pred_terms)
+            return grads
+
+        thetas, sizes = inner_descent(
+            list(params.values()),
+            grad_fn,
+            gamma,
+            self.config.inner_steps,
+            self.config.inner_optimizer,
+        )
+        theta_star = {n: t.detach().requires_grad_(True) for n, t in zip(names, thetas[-1])}
+        self._theta_star = {n: t.detach() for n, t in theta_star.items()}
         outer, metrics = self._outer_loss(
             self._frames_at(theta_star, clips, aux=False), targets, b, v
         )
@@ -478,7 +591,7 @@ class BODVCL(Method):
         grads = torch.autograd.grad(
             outer, list(theta_star.values()) + head_params, allow_unused=True
         )
-        vec = [
+        g_star = [
             torch.zeros_like(t) if g is None else g
             for t, g in zip(theta_star.values(), grads[: len(names)])
         ]
@@ -487,24 +600,17 @@ class BODVCL(Method):
             head_grads = [
                 torch.zeros_like(p) if g is None else g for p, g in zip(head_params, head_grads)
             ]
-            dist.all_reduce_mean_(vec + head_grads)
+            dist.all_reduce_mean_(g_star + head_grads)
         for p, g in zip(head_params, head_grads):
             if g is not None:
                 p.grad = g * scale if p.grad is None else p.grad + g * scale
-        for theta_k in reversed(thetas[:-1]):  # (I - gamma H(theta_k)) v, right to left
-            norm = torch.sqrt(sum((g.double() ** 2).sum() for g in vec)).item()
-            if norm == 0.0 or not math.isfinite(norm):
-                break
-            eps = self.config.fd_radius / norm
-            plus = {n: t + eps * g for (n, t), g in zip(theta_k.items(), vec)}
-            minus = {n: t - eps * g for (n, t), g in zip(theta_k.items(), vec)}
-            _, g_plus = self._pred_grad(plus, clips)
-            _, g_minus = self._pred_grad(minus, clips)
-            vec = [g - gamma * (gp - gm) / (2 * eps) for g, gp, gm in zip(vec, g_plus, g_minus)]
-        for n, g in zip(names, vec):
+        hyper = fd_hypergradient(thetas, sizes, g_star, grad_fn, self.config.fd_radius)
+        for n, g in zip(names, hyper):
             p = params[n]
             p.grad = g * scale if p.grad is None else p.grad + g * scale
-        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0)
+        metrics.update(loss=outer.detach(), loss_outer=outer.detach(), l_pred=l_pred0[0], **terms)
+        metrics["hyper_rel"] = relative_change(hyper, g_star)
+        metrics["inner_rel"] = relative_change(thetas[-1], thetas[0])
         return metrics
 
 

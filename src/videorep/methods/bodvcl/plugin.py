@@ -61,6 +61,8 @@ PLUGIN = MethodPlugin(
     method_config=BODVCLConfig,
     data_config=BODVCLDataConfig,
     train=train_bodvcl,
-    train_defaults={"batch_size": 8, "epochs": 200.0},
+    # the paper's recipe (Sec. 5.1): SGD + LARS; lr = 0.3 x global batch / 256 and weight decay
+    # 1e-6 are SimCLR's LARS values (the paper gives none; see docs/bodvcl.md)
+    train_defaults={"batch_size": 8, "epochs": 200.0, "blr": 0.3, "weight_decay": 1e-6},
     prepare=prepare,
 )
