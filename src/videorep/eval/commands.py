@@ -37,6 +37,14 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         metavar="DIR",
         help="trained projection head directory (applied to the patch tokens)",
     )
+    p.add_argument(
+        "--fuse-alpha",
+        type=float,
+        default=None,
+        metavar="A",
+        help="with --projection: propagate on frozen and projected tokens together, affinity = "
+        "(1 - A) * frozen cosine + A * head cosine (0: the frozen result, 1: the head's)",
+    )
     p.add_argument("--out", required=True, help="output folder (predictions, results.json)")
     p.add_argument(
         "--size",
@@ -115,6 +123,9 @@ def build_extractor(args: argparse.Namespace):
 
         projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
         projection.eval()
+    from videorep.eval.fusion import fuse
+
+    projection = fuse(projection, getattr(args, "fuse_alpha", None))
     return FeatureExtractor(encoder, parse_size(args.size), projection)
 
 
@@ -134,6 +145,8 @@ def _config(args: argparse.Namespace, task: str):
 def _settings(args: argparse.Namespace) -> dict:
     keep = ("root", "backbone", "checkpoint", "projection", "size", "preset", "encoder_dtype")
     out = {k: getattr(args, k) for k in keep}
+    if getattr(args, "fuse_alpha", None) is not None:
+        out["fuse_alpha"] = args.fuse_alpha
     if getattr(args, "deterministic", False):
         out["deterministic"] = True
         out["threads"] = args.threads or 1
