@@ -71,6 +71,8 @@ def slug(label: str) -> str:
 
 def fisher_ratio(x: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor) -> float:
     """Fisher ratio of ``x [N, D]`` along the class-mean difference of ``fg``/``bg`` masks [N]."""
+    if int(fg.sum()) < 2 or int(bg.sum()) < 2:
+        return float("nan")  # too few pure object or background patches at this grid
     d = x[fg].mean(0) - x[bg].mean(0)
     s = x @ (d / d.norm().clamp_min(1e-12))
     return float((s[fg].mean() - s[bg].mean()) ** 2 / (s[fg].var() + s[bg].var()).clamp_min(1e-12))
