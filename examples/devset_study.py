@@ -377,7 +377,7 @@ def plot_frames(scores: dict, names: list[str], runs: list[str], path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = 3
+    cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.6 * rows), squeeze=False)
     for ax, n in zip(axes.flat, names):
