@@ -82,6 +82,14 @@ RECIPES = {
         30,
     ),
     "paper init, lr 1e-4, no pooling": ({"pool": 1}, 1e-4, 30),
+    # development-set candidates (docs/results/2026-12-03-devset-study.md)
+    "cpu recipe, 30 epochs": (CPU["method_config"], CPU["train"]["lr"], 30),
+    "cpu recipe, lambda 10": (
+        {**CPU["method_config"], "lambda_reg": 10.0},
+        CPU["train"]["lr"],
+        120,
+    ),
+    "cpu recipe, tau 0.1": ({**CPU["method_config"], "tau": 0.1}, CPU["train"]["lr"], 120),
 }
 
 
@@ -111,6 +119,17 @@ def main() -> int:
         help="keep the encoder's DAVIS features here, so a re-run skips the encoder",
     )
     ap.add_argument("--skip-frozen", action="store_true", help="do not evaluate the frozen encoder")
+    ap.add_argument(
+        "--bank",
+        default=None,
+        help="train on this complete view bank (e.g. a run's view_bank/) instead of building one",
+    )
+    ap.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="only train: each head is exported to OUT/runs/<recipe>/projection (evaluate them "
+        "with examples/devset_study.py)",
+    )
     ap.add_argument(
         "--head",
         nargs=2,
@@ -209,7 +228,13 @@ def main() -> int:
         method.head.eval()
         return method.head, info
 
-    if not args.skip_frozen:
+    if args.bank is not None and not (Path(args.bank) / "meta.json").is_file():
+        raise VideorepError(f"{args.bank}: not a complete view bank (no meta.json)")
+    if args.no_eval and args.leave_one_out:
+        raise VideorepError(
+            "--no-eval trains on the clips' bank; it does not combine with --leave-one-out"
+        )
+    if not args.skip_frozen and not args.no_eval:
         results["frozen encoder"] = evaluate("frozen encoder", None)
     for label, folder in args.head:
         with torch.no_grad():
@@ -218,9 +243,15 @@ def main() -> int:
     if args.seed != 0:  # rows of other seeds are kept apart in the table
         chosen = {f"{k} [seed {args.seed}]": v for k, v in chosen.items()}
     if chosen and not args.leave_one_out:
-        dataset = bank_for(clips, out / "view_bank")
+        if args.bank is not None:
+            dataset = ViewBankDataset(args.bank)
+        else:
+            dataset = bank_for(clips, out / "view_bank")
         for label, recipe in chosen.items():
             head, info = train(label, recipe, dataset, out / "runs" / slug(label))
+            if args.no_eval:
+                print(f"{label}: trained {info}", file=sys.stderr)
+                continue
             with torch.no_grad():
                 results[label] = evaluate(label, head)
             if info:
@@ -241,6 +272,8 @@ def main() -> int:
             # DAVIS-2016: one object per sequence, so the mean over sequences is the J&F mean
             row["JF_mean"] = sum(row["per_sequence"].values()) / len(names)
             results[f"{label} + other DAVIS seqs (LOO)"] = row
+    if not results:
+        return 0
     previous = out / "sweep.json"
     if previous.is_file():  # a re-run with --only adds to the earlier table
         results = {**json.loads(previous.read_text()), **results}

@@ -53,6 +53,14 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         metavar="DIR",
         help="trained projection head directory (applied to the patch tokens)",
     )
+    p.add_argument(
+        "--fuse-alpha",
+        type=float,
+        default=None,
+        metavar="A",
+        help="with --projection: propagate on frozen and projected tokens together, affinity = "
+        "(1 - A) * frozen cosine + A * head cosine (0: the frozen result, 1: the head's)",
+    )
     p.add_argument("--out", required=True, help="output folder (predictions, results.json)")
     p.add_argument(
         "--size",
@@ -171,6 +179,9 @@ def build_extractor(args: argparse.Namespace):
 
         projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
         projection.eval().to(device)
+    from videorep.eval.fusion import fuse
+
+    projection = fuse(projection, getattr(args, "fuse_alpha", None))
     return FeatureExtractor(encoder, size, projection, args.batch_frames_resolved)
 
 
@@ -196,6 +207,8 @@ def _settings(args: argparse.Namespace) -> dict:
     out["encoder_dtype"] = args.encoder_dtype_resolved
     out["device"] = args.device_resolved.type
     out["batch_frames"] = args.batch_frames_resolved
+    if getattr(args, "fuse_alpha", None) is not None:
+        out["fuse_alpha"] = args.fuse_alpha
     if getattr(args, "deterministic", False):
         out["deterministic"] = True
         out["threads"] = args.threads or 1
