@@ -202,7 +202,7 @@ def test_davis_sample_short_real_encoder(tmp_path):
         2016,
         "val",
         ex,
-        resolve_config("paper", "davis"),
+        resolve_config("dino-paper-params", "davis"),
         out,
         sequences=["blackswan"],
         max_frames=5,
@@ -217,11 +217,11 @@ def test_davis_sample_short_real_encoder(tmp_path):
 
 @pytest.mark.slow
 def test_davis_sample_full_real_encoder(tmp_path):
-    """All of davis-sample at the pilot setting (476x854, paper defaults), vs vos-benchmark."""
+    """All of davis-sample at the pilot setting (476x854, the dino-paper-params preset, formerly "paper"), vs vos-benchmark."""
     encoder = _real_encoder()
     ex = FeatureExtractor(encoder, (476, 854))
     out = tmp_path / "out"
-    rep = run_davis(DAVIS_SAMPLE, 2016, "val", ex, resolve_config("paper", "davis"), out)
+    rep = run_davis(DAVIS_SAMPLE, 2016, "val", ex, resolve_config("dino-paper-params", "davis"), out)
     # measured J&F (README: 90.9 / 82.2 / 68.6, mean 80.57; unrounded 0.909478 / 0.821967 /
     # 0.685622, at 9a2e35c and again after the architecture change); the run is deterministic, so
     # only BLAS summation order may move it, by far less than 1e-4

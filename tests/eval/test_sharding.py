@@ -185,7 +185,7 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
             "checkpoint": None,
             "projection": None,
             "size": args.size,
-            "preset": "paper",
+            "preset": "cropmae",
             "encoder_dtype": "fp32",
             "deterministic": True,
             "threads": 1,
