@@ -125,6 +125,8 @@ def build_extractor(args: argparse.Namespace):
 
         projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
         projection.eval()
+        # feed the encoder as the head was trained (CLIP / BLIP: ImageNet or family statistics)
+        encoder.family_norm = projection.input_norm != "authors"
     return FeatureExtractor(encoder, parse_size(args.size), projection)
 
 
