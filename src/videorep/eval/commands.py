@@ -114,6 +114,8 @@ def build_extractor(args: argparse.Namespace):
     from videorep.data.images import parse_size
     from videorep.eval.core import FeatureExtractor
 
+    if getattr(args, "size", None) is None:
+        _resolve_size(args, load_benchmark(getattr(args, "benchmark", "davis")).default_size)
     encoder = load_encoder(args.backbone, args.checkpoint)
     if getattr(args, "encoder_dtype", "fp32") == "bf16":
         import torch
