@@ -42,6 +42,8 @@ def main() -> int:
     p.add_argument("--extra", nargs="*", default=[], help="more runs as PRESET@HxW")
     p.add_argument("--cache-dir", default=None, help="feature cache (default OUT/features)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--size", default=None, help="run every preset at this HxW instead of its own")
+    p.add_argument("--max-frames", type=int, default=None, help="first N frames of each sequence")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,13 +52,19 @@ def main() -> int:
     head = None
     if args.projection:
         head = load_projection(args.projection, expect_dim=encoder.embed_dim)
-    runs = [(name, preset_size(name, "davis") or "480x880") for name in args.presets]
+    runs = [(name, args.size or preset_size(name, "davis") or "480x880") for name in args.presets]
     runs += [tuple(x.split("@")) for x in args.extra]
-    by_size: dict[str, list[str]] = {}
+    by_size: dict[str, list[str]] = {}  # grouped by the input size after snapping
+    snapped = {
+        size: "x".join(map(str, FeatureExtractor(encoder, parse_size(size)).input_size))
+        for _, size in runs
+    }
     for name, size in runs:
-        by_size.setdefault(size, []).append(name)
+        by_size.setdefault(snapped[size], []).append(name)
     names = list_sequences(args.davis_root, args.year, "val")
     seqs = [load_sequence(args.davis_root, n, args.year) for n in names]
+    for seq in seqs:
+        seq.frames = seq.frames[: args.max_frames]
     summary: dict = {"encoder": {}, "runs": {}}
     cache_root = Path(args.cache_dir) if args.cache_dir else out / "features"
     for size, presets in by_size.items():
@@ -86,6 +94,7 @@ def main() -> int:
                     resolve_config(name, "davis"),
                     out / key / label,
                     settings={"preset": name, "size": size, "run": label},
+                    max_frames=args.max_frames,
                     log=lambda m: print(m, file=sys.stderr),
                 )
                 rows = {}
