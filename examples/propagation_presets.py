@@ -44,6 +44,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--size", default=None, help="run every preset at this HxW instead of its own")
     p.add_argument("--max-frames", type=int, default=None, help="first N frames of each sequence")
+    p.add_argument("--sequences", default=None, help="comma-separated subset of the split")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +62,8 @@ def main() -> int:
     }
     for name, size in runs:
         by_size.setdefault(snapped[size], []).append(name)
-    names = list_sequences(args.davis_root, args.year, "val")
+    subset = args.sequences.split(",") if args.sequences else None
+    names = list_sequences(args.davis_root, args.year, "val", subset)
     seqs = [load_sequence(args.davis_root, n, args.year) for n in names]
     for seq in seqs:
         seq.frames = seq.frames[: args.max_frames]
@@ -95,6 +97,7 @@ def main() -> int:
                     out / key / label,
                     settings={"preset": name, "size": size, "run": label},
                     max_frames=args.max_frames,
+                    sequences=subset,
                     log=lambda m: print(m, file=sys.stderr),
                 )
                 rows = {}

@@ -54,7 +54,13 @@ MAX_DIM = 8192  # widest encoder a projection can be loaded for (ViT-G is 1536)
 
 
 class ProjectionHead(nn.Module):
-    """Token-wise projection ``[B, N, d] -> [B, N, d]``."""
+    """Token-wise projection ``[B, N, d] -> [B, N, d]``.
+
+    ``kind="linear"`` is the paper's head (Linear -> Tanh -> LayerNorm, as ``ST_adapter.py``).
+    ``init`` is resolved already (:func:`resolve_init`): the paper's code initialises the head
+    with the backbone family's own init, which is trunc-normal only for some families (DINO,
+    iBOT, BLIP, I-JEPA, DINOv2); MAE and MoCo v3 use Xavier-uniform, CLIP PyTorch's default.
+    """
 
     def __init__(self, dim: int, kind: str = "linear", init: str = "trunc_normal") -> None:
         super().__init__()
