@@ -98,8 +98,10 @@ def main() -> int:
                     settings={"preset": name, "size": size, "run": label},
                     max_frames=args.max_frames,
                     sequences=subset,
+                    resume=True,  # a finished run into the same folder is kept
                     log=lambda m: print(m, file=sys.stderr),
                 )
+                seconds = {t["sequence"]: t["seconds"] for t in rep["timing"]["per_sequence"]}
                 rows = {}
                 for r in rep["per_sequence"]:
                     row = sequence_row(r)
@@ -108,7 +110,7 @@ def main() -> int:
                         "J": row["J"],
                         "F": row["F"],
                         "frames": r["n_frames"],
-                        "seconds_per_frame": r["seconds"] / max(1, r["n_frames"] - 1),
+                        "seconds_per_frame": seconds[r["sequence"]] / max(1, r["n_frames"] - 1),
                     }
                 summary["runs"].setdefault(key, {})[label] = {
                     "JF_mean": rep["JF_mean"],
