@@ -174,7 +174,7 @@ def main() -> int:
         return ViewBankDataset(bank)
 
     cached = CachingEncoder(encoder, args.cache_dir)
-    prop = resolve_config("paper", "davis")
+    prop = resolve_config("dino-paper-params", "davis")
     size = parse_size(args.size)
     results: dict[str, dict] = {}
 

@@ -115,13 +115,13 @@ def test_layer_and_cls_equal_hooks(tiny, folder):
 def test_propagate_features_equals_frames(tiny, folder):
     mask = blob_mask()
     feats = videorep.extract_features(tiny, folder, size=(64, 64), batch=1)
-    a = videorep.propagate(feats, mask, preset="paper")
+    a = videorep.propagate(feats, mask, preset="cropmae")
     b = videorep.propagate(folder, mask, encoder=tiny, size=(64, 64))
     assert a.shape == (8, 48, 48) and a.dtype == np.uint8
     assert np.array_equal(a, b) and np.array_equal(a[0], mask)
     assert set(np.unique(a[1:]).tolist()) <= {0, 1, 2} and (a[1:] == 1).any()
     # overrides reach the engine: a 1-neighbour top-k predicts differently
-    c = videorep.propagate(feats, mask, preset="paper", topk=1, radius=1)
+    c = videorep.propagate(feats, mask, preset="cropmae", topk=1, radius=1)
     assert not np.array_equal(a, c)
 
 
@@ -136,7 +136,7 @@ def test_propagate_equals_eval_davis_engine(tiny, davis_sample, tmp_path):
     seq.frames, seq.annotations = seq.frames[:5], seq.annotations[:5]
     out = tmp_path
     ex = FeatureExtractor(tiny, (96, 160))
-    evaluate_sequence(seq, ex, ex.grid, resolve_config("paper", "davis"), out)
+    evaluate_sequence(seq, ex, ex.grid, resolve_config("cropmae", "davis"), out)
     masks = videorep.propagate(
         [str(p) for p in seq.frames], seq.annotations[0], encoder=tiny, size=(96, 160)
     )

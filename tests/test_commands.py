@@ -77,7 +77,7 @@ def test_propagate_equals_eval_davis_bytes(tmp_path, davis_sample):
     for t in range(8):
         os.symlink(src / f"{t:05d}.jpg", frames / f"{t:05d}.jpg")
     mask = davis_sample / "Annotations" / "480p" / "blackswan" / "00000.png"
-    common = TINY + ["--size", "112x208", "--preset", "paper"]
+    common = TINY + ["--size", "112x208", "--preset", "dino-paper-params"]
     ev = ["eval", "davis", "--root", str(davis_sample), "--year", "2016", "--out"]
     ev += [str(tmp_path / "eval"), "--sequences", "blackswan", "--max-frames", "8"]
     assert main(ev + common) == 0

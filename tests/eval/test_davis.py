@@ -202,7 +202,7 @@ def test_davis_sample_short_real_encoder(tmp_path):
         2016,
         "val",
         ex,
-        resolve_config("paper", "davis"),
+        resolve_config("dino-paper-params", "davis"),
         out,
         sequences=["blackswan"],
         max_frames=5,
@@ -217,11 +217,13 @@ def test_davis_sample_short_real_encoder(tmp_path):
 
 @pytest.mark.slow
 def test_davis_sample_full_real_encoder(tmp_path):
-    """All of davis-sample at the pilot setting (476x854, paper defaults), vs vos-benchmark."""
+    """All of davis-sample at the pilot setting (476x854, the dino-paper-params preset, formerly "paper"), vs vos-benchmark."""
     encoder = _real_encoder()
     ex = FeatureExtractor(encoder, (476, 854))
     out = tmp_path / "out"
-    rep = run_davis(DAVIS_SAMPLE, 2016, "val", ex, resolve_config("paper", "davis"), out)
+    rep = run_davis(
+        DAVIS_SAMPLE, 2016, "val", ex, resolve_config("dino-paper-params", "davis"), out
+    )
     # measured J&F (README: 90.9 / 82.2 / 68.6, mean 80.57; unrounded 0.909478 / 0.821967 /
     # 0.685622, at 9a2e35c and again after the architecture change); the run is deterministic, so
     # only BLAS summation order may move it, by far less than 1e-4
@@ -278,12 +280,18 @@ def test_cli_parses_eval_commands():
         ]
     )
     assert args.func is commands.run_eval_command and args.benchmark == "davis"
-    assert args.size == "480x880"
+    assert args.size is None  # resolved to the preset's size when the run starts
+    commands._resolve_size(args, "480x880")
+    assert args.size == "480x832"  # DINO: 480 short side, long side floored to a multiple of 64
     cfg = commands._config(args, "davis")
     assert (cfg.topk, cfg.queue, cfg.radius) == (3, 7, 12)
     assert commands._split_names(args.sequences) == ["a", "b"]
     args = parser.parse_args(["eval", "jhmdb", "--root", "R", "--out", "O"])
+    commands._resolve_size(args, "999x999")
     assert args.size == "320x320" and commands._config(args, "jhmdb").topk == 7
+    args = parser.parse_args(["eval", "davis", "--root", "R", "--out", "O", "--size", "64x64"])
+    commands._resolve_size(args, "480x880")
+    assert args.size == "64x64" and commands._config(args, "davis").temperature == 0.7
     args = parser.parse_args(["eval", "vip", "--root", "R", "--out", "O"])
     assert commands._config(args, "vip").topk == 10
 

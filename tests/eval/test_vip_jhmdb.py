@@ -19,7 +19,7 @@ def test_vip_end_to_end(tmp_path):
     root = make_vip(tmp_path / "VIP", videos=("v1", "v2"), n_frames=7, every=3)
     ex = FeatureExtractor(ColourEncoder(patch_size=4), (96, 112))
     out = tmp_path / "out"
-    rep = run_vip(root, ex, resolve_config("paper", "vip"), out, log=lambda s: None)
+    rep = run_vip(root, ex, resolve_config("dino-paper-params", "vip"), out, log=lambda s: None)
     per = rep["per_sequence"]
     assert [r["scored_frames"] for r in per] == [2, 2]  # frames 3 and 6 (frame 0 seeds)
     assert sorted(p.name for p in (out / "v1").glob("*.png")) == ["001003.png", "001006.png"]

@@ -20,7 +20,7 @@ from fuzzlib import png_with_size
 from videorep.cli import main
 
 TINY = ["--backbone", "random_vit_tiny16"]
-EVAL = [*TINY, "--size", "32x48", "--preset", "paper"]
+EVAL = [*TINY, "--size", "32x48", "--preset", "dino-paper-params"]
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:

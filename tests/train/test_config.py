@@ -47,7 +47,7 @@ COSETTLE = {
     "--backbone": "dinov2_vits14_imgfocus",
     "--checkpoint": None,
     "--head": "linear",
-    "--head-init": "trunc_normal",
+    "--head-init": "auto",  # the backbone family's own init (was trunc_normal)
     "--tau": 0.03,
     "--delta": 0.15,
     "--pool": 2,
@@ -64,7 +64,9 @@ COSETTLE = {
 }
 COSETTLE_CHOICES = {
     "--head": ("linear", "mlp2", "mlp3"),
-    "--head-init": ("trunc_normal", "identity"),
+    "--head-init": ("auto", "trunc_normal", "xavier_uniform", "torch_default", "identity"),
+    "--crop": ("authors", "full-res"),
+    "--input-norm": ("authors", "family"),
     "--reg": ("kl", "mse", "none"),
     "--pea-mode": ("random", "center", "edge", "multiple"),
     "--encoder-dtype": ("fp32", "bf16"),
@@ -131,6 +133,9 @@ NEW_COMMON = {
     "--persistent-workers",
     "--prefetch-factor",
 }
+# the authors' preprocessing options (issue 14) and evaluation during training (issue 15)
+NEW_COSETTLE = {"--crop", "--input-norm"}
+NEW_COSETTLE |= {"--eval-every", "--eval-root", "--eval-size", "--eval-split", "--eval-max-frames"}
 NEW_BODVCL = {"--proj-layers", "--fd-radius", "--keep-time", "--no-keep-time", "--pinv-rtol"}
 NEW_BODVCL |= {"--no-persist-inner", "--inner-optimizer", "--optimizer", "--lars-momentum"}
 NEW_BODVCL |= {"--color-jitter", "--no-color-jitter", "--sync-batchnorm"}
@@ -147,7 +152,7 @@ def subparser(name: str) -> argparse.ArgumentParser:
 @pytest.mark.parametrize(
     "name,today,choices,new",
     [
-        ("cosettle", COSETTLE, COSETTLE_CHOICES, NEW_COMMON),
+        ("cosettle", COSETTLE, COSETTLE_CHOICES, NEW_COMMON | NEW_COSETTLE),
         ("bodvcl", BODVCL, BODVCL_CHOICES, NEW_COMMON | NEW_BODVCL),
     ],
 )

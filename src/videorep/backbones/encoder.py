@@ -53,6 +53,9 @@ class ImageEncoder(nn.Module):
         self.num_prefix_tokens = int(vit.num_prefix_tokens)
         self.stored_grid = tuple(int(g) for g in vit.patch_embed.grid_size)
         self.autocast_dtype: torch.dtype | None = None
+        # False: feed the ImageNet-normalised input as it is, as the Co-Settle authors' code does
+        # for every backbone, CLIP and BLIP included (Co-Settle's ``--input-norm authors``)
+        self.family_norm = True
         self.requires_grad_(False)
         self.eval()
 
@@ -114,7 +117,7 @@ class ImageEncoder(nn.Module):
         b = images.shape[0]
         h, w = self.grid(images.shape[2], images.shape[3])
         vit = self.vit
-        if self._scale is not None:
+        if self._scale is not None and self.family_norm:
             images = images * self._scale + self._shift
         # ``autocast_dtype`` (--encoder-dtype): autocast on the device of the input (CPU or
         # CUDA). None: no context of its own, so a caller's autocast (--precision) still applies.

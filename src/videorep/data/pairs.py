@@ -54,16 +54,19 @@ def crop_params(
     scale: tuple[float, float],
     ratio: tuple[float, float],
     gen: torch.Generator,
+    tries: int = 10,
 ) -> tuple[int, int, int, int]:
     """RandomResizedCrop box ``(top, left, h, w)`` for an image of ``height x width``.
 
     Same rule and same sequence of draws as torchvision's ``RandomResizedCrop.get_params`` (up to
-    10 tries of area fraction in ``scale`` and log-uniform aspect ratio in ``ratio``, then a
-    central crop clamped to ``ratio``), but drawing from ``gen``.
+    ``tries`` (10) tries of area fraction in ``scale`` and log-uniform aspect ratio in ``ratio``,
+    then a central crop clamped to ``ratio``), but drawing from ``gen``. ``tries=1`` is the
+    single-try crop of BYOL-style pipelines (one draw; if it does not fit, the fallback: the
+    whole frame for a square one).
     """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
+    for _ in range(tries):
         target_area = area * _uniform(scale[0], scale[1], gen)
         aspect = math.exp(_uniform(log_ratio[0], log_ratio[1], gen))
         w = int(round(math.sqrt(target_area * aspect)))
@@ -91,6 +94,8 @@ def augment(
     scale: tuple[float, float] = (0.5, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     flip: bool = True,
+    squash: int | None = None,
+    tries: int = 10,
 ) -> torch.Tensor:
     """One shared crop + flip for all ``frames``, resized and ImageNet-normalised.
 
@@ -98,12 +103,19 @@ def augment(
         frames: ``T`` arrays ``[H, W, 3]`` uint8; frames whose size differs from the first are
             resized to it first.
         gen: source of the crop and flip draws (crop first, then one flip draw if ``flip``).
+        squash: resize every frame to ``squash x squash`` first (aspect ratio not kept), as the
+            Co-Settle authors' pipeline does (``--crop authors``); ``None``: crop from the frame
+            at its own resolution (``--crop full-res``).
+        tries: crop draws before the fallback (:func:`crop_params`).
 
     Returns:
         ``[T, 3, size, size]`` float32, ImageNet-normalised.
     """
+    if squash is not None:
+        frames = [resize(to_tensor(np.array(f)), (squash, squash)) for f in frames]
+        frames = [(f.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for f in frames]
     height, width = frames[0].shape[:2]
-    top, left, h, w = crop_params(height, width, scale, ratio, gen)
+    top, left, h, w = crop_params(height, width, scale, ratio, gen, tries)
     do_flip = flip and _uniform(0.0, 1.0, gen) < 0.5
     crops = []
     for frame in frames:
@@ -130,7 +142,11 @@ class _SampledDataset(Dataset):
         flip: bool,
         seed: int,
         repeats: int = 1,
+        squash: int | None = None,
+        tries: int = 10,
     ) -> None:
+        self.squash = squash
+        self.tries = int(tries)
         if int(repeats) < 1:
             raise VideorepError(f"repeats {repeats}: must be >= 1 (items per source per epoch)")
         self.repeats = int(repeats)
@@ -206,6 +222,8 @@ class _SampledDataset(Dataset):
                         self.scale,
                         self.ratio,
                         self.flip,
+                        self.squash,
+                        self.tries,
                     )
                     for view in views
                 ]
@@ -241,6 +259,8 @@ class FramePairDataset(_SampledDataset):
         flip: bool = True,
         seed: int = 0,
         repeats: int = 1,
+        squash: int | None = None,
+        tries: int = 10,
     ) -> None:
         if not 0 < delta < 1:
             raise VideorepError(f"delta {delta}: must be in (0, 1) (a fraction of video length)")
@@ -248,7 +268,7 @@ class FramePairDataset(_SampledDataset):
             raise VideorepError(f"frames {frames}: need at least 2 frames per item")
         self.delta = float(delta)
         self.frames = int(frames)
-        super().__init__(sources, size, scale, ratio, flip, seed, repeats)
+        super().__init__(sources, size, scale, ratio, flip, seed, repeats, squash, tries)
 
     def gap(self, num_frames: int) -> int:
         """Frame gap for a source of ``num_frames`` frames."""

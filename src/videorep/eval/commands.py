@@ -3,8 +3,10 @@
 One subcommand per entry of :data:`videorep.eval.runner.BENCHMARKS`: the flags common to all are
 added here, each benchmark adds its own, and one handler runs any of them through
 :func:`videorep.eval.runner.run_benchmark`. Handlers import the models lazily. Propagation settings come from ``--preset``
-(``paper``: the Co-Settle evaluation, per task; ``dino``; ``crw``) and any of ``--topk --queue
---radius --temperature`` override it.
+(``cropmae``, the default: CropMAE's propagation code, whose top-k / queue / radius / sizes
+Co-Settle's Tab. 3c reports; ``dino``; ``crw``; ``dino-paper-params``: videorep's former
+``paper`` preset) and any of ``--topk --queue --radius --temperature`` override it. ``--size``
+defaults to the preset's input size for the task (else the benchmark's).
 
 Sharding: launched with ``torchrun --standalone --nproc_per_node N -m videorep.cli eval ...`` the
 sequences (videos) are split across the N processes and rank 0 merges the results, which equal
@@ -32,6 +34,7 @@ import sys
 
 from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
+from videorep.eval.presets import DEFAULT_PRESET, PRESETS, preset_size, preset_source
 from videorep.eval.runner import BENCHMARKS, load_benchmark
 from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
 from videorep.utils.device import add_device_argument
@@ -64,9 +67,9 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
     p.add_argument("--out", required=True, help="output folder (predictions, results.json)")
     p.add_argument(
         "--size",
-        default=size,
+        default=None,
         help=f"input HxW before snapping each side to the nearest multiple of the "
-        f"patch size (default {size})",
+        f"patch size (default: the preset's size for this task, else {size})",
     )
     p.add_argument(
         "--encoder-dtype",
@@ -85,7 +88,14 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         f"1 keeps the published numbers; {CUDA_BATCH_FRAMES} on a GPU); the propagation queue "
         "stays bounded, so memory does not grow with the video length",
     )
-    p.add_argument("--preset", default="paper", choices=["paper", "dino", "crw"])
+    p.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help="propagation protocol, each exactly its reference's: "
+        + "; ".join(f"{name}: {preset_source(name)}" for name in PRESETS)
+        + " (docs/evaluation.md)",
+    )
     p.add_argument("--topk", type=int, default=None)
     p.add_argument("--queue", type=int, default=None)
     p.add_argument("--radius", type=int, default=None)
@@ -168,6 +178,8 @@ def build_extractor(args: argparse.Namespace):
     from videorep.eval.core import FeatureExtractor
     from videorep.utils.encoder_dtype import torch_dtype
 
+    if getattr(args, "size", None) is None:
+        _resolve_size(args, load_benchmark(getattr(args, "benchmark", "davis")).default_size)
     resolve_runtime(args)
     device = args.device_resolved
     size = parse_size(args.size)
@@ -179,6 +191,8 @@ def build_extractor(args: argparse.Namespace):
 
         projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
         projection.eval().to(device)
+        # feed the encoder as the head was trained (CLIP / BLIP: ImageNet or family statistics)
+        encoder.family_norm = projection.input_norm != "authors"
     from videorep.eval.fusion import fuse
 
     projection = fuse(projection, getattr(args, "fuse_alpha", None))
@@ -229,6 +243,12 @@ def _setup_runtime(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _resolve_size(args: argparse.Namespace, default: str) -> None:
+    """``--size`` unset: the preset's input size for the benchmark, else ``default``."""
+    if getattr(args, "size", None) is None:
+        args.size = preset_size(args.preset, args.benchmark) or default
+
+
 def run_eval_command(args: argparse.Namespace) -> int:
     """Run the benchmark ``args.benchmark`` as the parsed command line says."""
     from videorep.eval.runner import run_benchmark
@@ -236,6 +256,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     from videorep.utils.provenance import provenance_line
 
     bench_cls = load_benchmark(args.benchmark)
+    _resolve_size(args, bench_cls.default_size)
     _setup_runtime(args)
     resolve_runtime(args)
     config = _config(args, bench_cls.name)

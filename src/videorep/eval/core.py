@@ -183,6 +183,7 @@ def propagate_masks(
     size: tuple[int, int],
     void0: np.ndarray | None = None,
     on_frame: Callable[[int, np.ndarray], None] | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Propagate a first-frame index map through ``frames``: yields ``(t, [H, W] uint8)``, t >= 1.
 
@@ -191,10 +192,14 @@ def propagate_masks(
     pixels carrying no label) -> soft labels ``[n_classes, *grid]`` (:func:`index_to_soft`) ->
     :func:`propagate_frames` -> each prediction upsampled to ``size = (H, W)`` and arg-maxed
     (:func:`soft_to_index`). ``extract`` maps one item of ``frames`` to features ``[h, w, D]``.
+    The label conversions follow ``config.label_down`` / ``label_up``
+    (:mod:`videorep.eval.labels`; ``input_size``: the encoder's input ``(H', W')``).
     """
-    soft0 = index_to_soft(labels0, n_classes, grid, void0)
+    from videorep.eval.labels import grid_to_labels, labels_to_grid
+
+    soft0 = labels_to_grid(labels0, n_classes, grid, config, input_size, void0)
     for t, soft in propagate_frames(frames, soft0, extract, config, on_frame):
-        yield t, soft_to_index(soft, size)
+        yield t, grid_to_labels(soft, size, config, input_size)
 
 
 def index_to_soft(

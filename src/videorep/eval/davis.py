@@ -123,8 +123,18 @@ def evaluate_sequence(
 
     start = time.perf_counter()
     n_classes = seq.n_objects + 1
+    input_size = getattr(extract, "input_size", None)  # the encoder's input (label modes)
     preds = propagate_masks(
-        seq.frames, labels0, n_classes, extract, grid, config, seq.size, void0, on_frame
+        seq.frames,
+        labels0,
+        n_classes,
+        extract,
+        grid,
+        config,
+        seq.size,
+        void0,
+        on_frame,
+        input_size=None if input_size is None else tuple(input_size),
     )
     for t, pred in preds:
         write_indexed_png(seq_dir / f"{t:05d}.png", pred)

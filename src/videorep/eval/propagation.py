@@ -68,13 +68,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from videorep.errors import VideorepError
-
-WINDOWS = ("square", "disk")
+from videorep.eval.presets import (  # noqa: F401  (re-exported: the presets live there)
+    DEFAULT_PRESET,
+    LABEL_DOWN,
+    LABEL_UP,
+    PRESET_SIZES,
+    PRESETS,
+    WINDOWS,
+    PropagationConfig,
+    preset_size,
+    preset_source,
+    resolve_config,
+)
 
 AFFINITY_QUANTUM_BITS = 20
 AFFINITY_QUANTUM = 2.0**-AFFINITY_QUANTUM_BITS  # affinities closer than this rank as equal
@@ -127,68 +135,6 @@ def _round_down_f32(x: torch.Tensor) -> torch.Tensor:
     """The largest float32 values ``<= x`` (float64)."""
     y = x.float()
     return torch.where(y.double() > x, torch.nextafter(y, y.new_tensor(float("-inf"))), y)
-
-
-@dataclass(frozen=True)
-class PropagationConfig:
-    """Hyper-parameters of label propagation.
-
-    Attributes:
-        topk: number of source patches kept per target patch (over all context frames).
-        queue: number of most recent predicted frames kept as context (frame 0 is always kept too).
-        radius: neighbourhood radius in patches; ``<= 0`` means unrestricted.
-        temperature: softmax temperature applied to the cosine affinities of the kept sources.
-        window: ``"square"`` (Chebyshev ``<= radius``) or ``"disk"`` (Euclidean ``< radius``).
-    """
-
-    topk: int = 7
-    queue: int = 20
-    radius: int = 20
-    temperature: float = 0.1
-    window: str = "square"
-
-    def __post_init__(self) -> None:
-        if self.topk < 1:
-            raise VideorepError(f"topk {self.topk}: must be at least 1")
-        if self.queue < 0:
-            raise VideorepError(f"queue {self.queue}: must be >= 0")
-        if not self.temperature > 0:
-            raise VideorepError(f"temperature {self.temperature}: must be > 0")
-        if self.window not in WINDOWS:
-            raise VideorepError(f"window {self.window!r}: expected one of {', '.join(WINDOWS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# Paper (Co-Settle supplementary, Tab. 3c): queue 20, neighbourhood 20, temperature 0.1; top-k 7 for DAVIS and
-# JHMDB, 10 for VIP. DINO's eval_video_segmentation: 7 last frames, neighbourhood 12, top-k 5.
-# CRW: 20 context frames, radius 12 (Euclidean), softmax over the top-k at temperature 0.05.
-PRESETS: dict[str, dict[str, PropagationConfig]] = {
-    "paper": {
-        "davis": PropagationConfig(topk=7, queue=20, radius=20, temperature=0.1),
-        "vip": PropagationConfig(topk=10, queue=20, radius=20, temperature=0.1),
-        "jhmdb": PropagationConfig(topk=7, queue=20, radius=20, temperature=0.1),
-    },
-    "dino": {
-        task: PropagationConfig(topk=5, queue=7, radius=12, temperature=0.1)
-        for task in ("davis", "vip", "jhmdb")
-    },
-    "crw": {
-        task: PropagationConfig(topk=10, queue=20, radius=12, temperature=0.05, window="disk")
-        for task in ("davis", "vip", "jhmdb")
-    },
-}
-
-
-def resolve_config(preset: str = "paper", task: str = "davis", **overrides) -> PropagationConfig:
-    """The preset's configuration for ``task`` with any non-``None`` ``overrides`` applied."""
-    if preset not in PRESETS:
-        raise VideorepError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    if task not in PRESETS[preset]:
-        raise VideorepError(f"task {task!r}: expected one of {', '.join(PRESETS[preset])}")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return replace(PRESETS[preset][task], **changes)
 
 
 def _band_rows(rows: int, cols: int, radius: int, target_patches: int = 160) -> int:
@@ -256,6 +202,10 @@ class LabelPropagator:
         self._labels[0] = label0.float().reshape(c, h * w).t()
         self._count = 1
         self._next = 1
+        if self.config.pad_queue and self.config.queue > 0:  # CRW / CropMAE: copies of frame 0
+            self._feats[1:] = self._feats[0]
+            self._labels[1:] = self._labels[0]
+            self._count = slots
 
     def _push(self, feat: torch.Tensor, label_flat: torch.Tensor) -> None:
         if self.config.queue == 0:
@@ -305,64 +255,96 @@ class LabelPropagator:
             feats = self._feats_t[:n]  # [n, w, h, D]
             feat = feat.transpose(0, 1)
         rows, cols = feat.shape[:2]
-        r = cfg.radius if cfg.radius > 0 else rows + cols
+        unrestricted = rows + cols  # a radius that reaches every source
+        r = cfg.radius if cfg.radius > 0 else unrestricted
         band = self.band or _band_rows(rows, cols, r)
         out = feat.new_empty((hw, labels.shape[1]))
         slot_offset = torch.arange(n, device=feat.device) * hw  # slot -> label row offset
         rank_offset = self._chrono_rank(n).to(feat.device) * hw  # slot -> chronological offset
         margin = selection_margin(d)
+        # frame 0 searched over the whole frame (window_first False): its own group of slots
+        split = 0 if cfg.window_first or r >= unrestricted else 1
         full = self._feats.shape[0] * band * cols * min(rows, band + 2 * r) * cols
+        full += split * band * cols * rows * cols
         ring = (self._feats_t if transposed else self._feats).view(-1, d)  # [slots*h*w, D]
         neg_inf = float("-inf")
+        kp_max = cfg.topk + SPARE
         for y0 in range(0, rows, band):
             y1 = min(rows, y0 + band)
-            ry0, ry1 = max(0, y0 - r), min(rows, y1 + r)
-            outside, src_pos, tgt_pos = self._band_geometry(
-                rows, cols, y0, y1, ry0, ry1, r, transposed
-            )
             tgt = feat[y0:y1].reshape(-1, d)  # [T, D]
-            src = feats[:, ry0:ry1].reshape(n, -1, d)  # [n, R, D], a view
-            t, region = tgt.shape[0], src.shape[1]
-            aff = self._workspace(n * t * region, full).view(n, t, region)
-            torch.bmm(tgt.expand(n, -1, -1), src.transpose(1, 2), out=aff)  # [n, T, R] float32
-            if outside is not None:
-                aff.masked_fill_(outside, neg_inf)
-            # float32 pre-selection: each frame's top-(k + SPARE), the k-th largest over frames
-            kp = min(cfg.topk + SPARE, region)
-            vals, idx = aff.topk(kp, dim=-1)  # [n, T, kp]
-            k = min(cfg.topk, n * kp)
-            kth = vals.permute(1, 0, 2).reshape(t, n * kp).topk(k, dim=-1).values[:, -1]
+            t = tgt.shape[0]
+            # groups of slots sharing one source region: (first slot, last slot + 1, region rows)
+            groups = [
+                (0, split, 0, rows, unrestricted),
+                (split, n, max(0, y0 - r), min(rows, y1 + r), r),
+            ]
+            groups = [g for g in groups if g[1] > g[0]]
+            specs, vals_l, ring_l, pos_l, over_l = [], [], [], [], []
+            used = 0
+            for c0, c1, ry0, ry1, rg in groups:
+                outside, src_pos, tgt_pos = self._band_geometry(
+                    rows, cols, y0, y1, ry0, ry1, rg, transposed
+                )
+                src = feats[c0:c1, ry0:ry1].reshape(c1 - c0, -1, d)  # [g, R, D], a view
+                g, region = src.shape[0], src.shape[1]
+                aff = self._workspace(used + g * t * region, full)[used:].view(g, t, region)
+                used += g * t * region
+                torch.bmm(tgt.expand(g, -1, -1), src.transpose(1, 2), out=aff)  # [g, T, R] f32
+                if outside is not None:
+                    aff.masked_fill_(outside, neg_inf)
+                # float32 pre-selection: each frame's top-(k + SPARE)
+                kp = min(kp_max, region)
+                vals, idx = aff.topk(kp, dim=-1)  # [g, T, kp]
+                slots = torch.arange(c0, c1, device=feat.device)[:, None, None]
+                rrow = slots * hw + ry0 * cols + idx  # ring rows
+                pos = src_pos[idx]  # flat source positions (untransposed)
+                over_l.append((vals, kp < region))
+                if kp < kp_max:  # pad to a common width with -inf candidates
+                    pad = (0, kp_max - kp)
+                    vals = torch.nn.functional.pad(vals, pad, value=neg_inf)
+                    rrow = torch.nn.functional.pad(rrow, pad)
+                    pos = torch.nn.functional.pad(pos, pad)
+                vals_l.append(vals)
+                ring_l.append(rrow)
+                pos_l.append(pos)
+                specs.append((c0, c1, src, outside, src_pos, ry0 * cols))
+            vals = torch.cat(vals_l)  # [n, T, kp_max]
+            rrows, poss = torch.cat(ring_l), torch.cat(pos_l)
+            k = min(cfg.topk, int((vals > neg_inf).sum(dim=(0, 2)).min()))
+            kth = vals.permute(1, 0, 2).reshape(t, -1).topk(k, dim=-1).values[:, -1]
             thr = _round_down_f32(kth.double() - margin)  # [T]: no top-k member is below it
-            above = (vals >= thr[None, :, None]) & (vals > neg_inf)  # [n, T, kp]
+            above = (vals >= thr[None, :, None]) & (vals > neg_inf)  # [n, T, kp_max]
             sel_a = torch.full((t, k), neg_inf, dtype=torch.float64, device=feat.device)
             sel_flat = torch.zeros((t, k), dtype=torch.long, device=feat.device)
-            if kp < region:  # a frame whose (k + SPARE)-th is above thr may hold more beyond it
-                over = above[:, :, -1].any(0)  # [T]
-                if bool(over.any()):
-                    above &= ~over[None, :, None]
-                    hit = over.nonzero()[:, 0]  # targets with near-duplicate candidates
-                    a_w, flat_w, ring_w = self._window_topk(
-                        tgt.index_select(0, hit),
-                        src,
-                        None if outside is None else outside.index_select(0, hit),
-                        src_pos,
-                        rank_offset,
-                        slot_offset,
-                        n * hw,
-                        k,
-                        ry0 * cols,
-                    )
-                    # the weights use the same pairwise float64 affinities as every other pair
-                    valid = a_w > neg_inf
-                    tt = hit[:, None].expand_as(ring_w)[valid]
-                    a_w[valid] = self._exact_affinities(tgt, ring, tt, ring_w[valid])
-                    sel_a[hit], sel_flat[hit] = a_w, flat_w
+            # a frame whose (k + SPARE)-th is above thr may hold more beyond it
+            over = torch.zeros(t, dtype=torch.bool, device=feat.device)
+            for gvals, more in over_l:
+                if more:
+                    over |= (gvals[:, :, -1] >= thr[None, :]).any(0)
+            if bool(over.any()):
+                above &= ~over[None, :, None]
+                hit = over.nonzero()[:, 0]  # targets with near-duplicate candidates
+                a_w, flat_w, ring_w = self._window_topk(
+                    tgt.index_select(0, hit), specs, hit, rank_offset, slot_offset, n * hw, k
+                )
+                # the weights use the same pairwise float64 affinities as every other pair
+                valid = a_w > neg_inf
+                tt = hit[:, None].expand_as(ring_w)[valid]
+                a_w[valid] = self._exact_affinities(tgt, ring, tt, ring_w[valid])
+                sel_a[hit], sel_flat[hit] = a_w, flat_w
             # the exact rule on the candidates above the threshold
             c_i, t_i, j_i = above.nonzero(as_tuple=True)
-            r_i = idx[c_i, t_i, j_i]
-            aff_pairs = self._exact_affinities(tgt, ring, t_i, c_i * hw + ry0 * cols + r_i)
+            aff_pairs = self._exact_affinities(tgt, ring, t_i, rrows[c_i, t_i, j_i])
             _select_into(
-                sel_a, sel_flat, aff_pairs, t_i, c_i, src_pos[r_i], rank_offset, slot_offset, n * hw
+                sel_a,
+                sel_flat,
+                aff_pairs,
+                t_i,
+                c_i,
+                poss[c_i, t_i, j_i],
+                rank_offset,
+                slot_offset,
+                n * hw,
             )
             weights = torch.softmax(sel_a / cfg.temperature, dim=-1)  # [T, k] float64
             lab = labels[sel_flat].double()  # [T, k, C]
@@ -398,43 +380,45 @@ class LabelPropagator:
     def _window_topk(
         self,
         tgt: torch.Tensor,
-        src: torch.Tensor,
-        outside: torch.Tensor | None,
-        src_pos: torch.Tensor,
+        specs: list,
+        hit: torch.Tensor,
         rank_offset: torch.Tensor,
         slot_offset: torch.Tensor,
         span: int,
         k: int,
-        row0: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The rule's top-k of targets ``tgt [O, D]`` over their whole window, exactly.
+        """The rule's top-k of targets ``tgt [O, D]`` (band rows ``hit``) over their whole window.
 
         For targets with many near-ties (e.g. identical features of saturated patches): float64
-        affinities with every source of the region ``src [n, R, D]``, one context frame at a time
-        (a float64 matmul; its rounding differs from the pairwise sums' only in the last bits, so
-        the caller recomputes the kept pairs' affinities pairwise), each frame's top-k by the
-        integer key, then the top-k of those (exact: the key is a total order). ``row0``: ring
-        row of the region's first source in slot 0. Returns ``(affinities [O, k] float64, label
-        rows [O, k], ring rows [O, k])``, best first.
+        affinities with every source of each slot group's region (``specs``: ``(first slot, last
+        slot + 1, src [g, R, D], outside [T, R] or None, source positions [R], ring row of the
+        region's first source in a slot)``), one context frame at a time (a float64 matmul; its
+        rounding differs from the pairwise sums' only in the last bits, so the caller recomputes
+        the kept pairs' affinities pairwise), each frame's top-k by the integer key, then the
+        top-k of those (exact: the key is a total order). Returns ``(affinities [O, k] float64,
+        label rows [O, k], ring rows [O, k])``, best first.
         """
-        n, region, d = src.shape
-        if self._frame_buf is None or self._frame_buf.shape[0] < region:
-            self._frame_buf = src.new_empty((region, d), dtype=torch.float64)
-        y64 = self._frame_buf[:region]
+        d = tgt.shape[1]
+        hw = self._feats.shape[1] * self._feats.shape[2]
         x64 = tgt.double()
         keys, affs, flats, rings = [], [], [], []
-        hw = self._feats.shape[1] * self._feats.shape[2]
-        kc = min(k, region)
-        for c in range(n):
-            y64.copy_(src[c])
-            a = x64 @ y64.t()  # [O, R]
-            if outside is not None:
-                a.masked_fill_(outside, float("-inf"))
-            kv, ki = selection_key(a, rank_offset[c] + src_pos, span).topk(kc, dim=-1)
-            keys.append(kv)
-            affs.append(a.gather(1, ki))
-            flats.append(slot_offset[c] + src_pos[ki])
-            rings.append(c * hw + row0 + ki)
+        for c0, c1, src, outside, src_pos, row0 in specs:
+            region = src.shape[1]
+            if self._frame_buf is None or self._frame_buf.shape[0] < region:
+                self._frame_buf = src.new_empty((region, d), dtype=torch.float64)
+            y64 = self._frame_buf[:region]
+            mask = None if outside is None else outside.index_select(0, hit)
+            kc = min(k, region)
+            for c in range(c0, c1):
+                y64.copy_(src[c - c0])
+                a = x64 @ y64.t()  # [O, R]
+                if mask is not None:
+                    a.masked_fill_(mask, float("-inf"))
+                kv, ki = selection_key(a, rank_offset[c] + src_pos, span).topk(kc, dim=-1)
+                keys.append(kv)
+                affs.append(a.gather(1, ki))
+                flats.append(slot_offset[c] + src_pos[ki])
+                rings.append(c * hw + row0 + ki)
         pick = torch.cat(keys, 1).topk(k, dim=-1).indices  # [O, k], best key first
         return tuple(torch.cat(x, 1).gather(1, pick) for x in (affs, flats, rings))
 
@@ -469,20 +453,14 @@ class LabelPropagator:
         Flat positions index the untransposed ``h * w`` grid.
         """
         key = (rows, cols, y0, y1, ry0, ry1, r, transposed, self.config.window)
+        if r >= rows + cols and (ry0, ry1) == (0, rows):  # unrestricted: no mask to build
+            key = (rows, cols, y0, y1, "all", transposed)
         hit = self._geometry.get(key)
         if hit is not None:
             return hit
         ty = torch.arange(y0, y1)
         sy = torch.arange(ry0, ry1)
         xs = torch.arange(cols)
-        dy = ty[:, None] - sy[None, :]  # [ty, Ry]
-        dx = xs[:, None] - xs[None, :]  # [cols, cols]
-        if self.config.window == "square":
-            valid = (dy.abs() <= r)[:, None, :, None] & (dx.abs() <= r)[None, :, None, :]
-        else:
-            valid = (dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2) < r * r
-        valid = valid.reshape(len(ty) * cols, len(sy) * cols)
-        outside = None if bool(valid.all()) else ~valid  # 1 byte per pair, broadcast over frames
 
         def flat(yy: torch.Tensor) -> torch.Tensor:
             grid_y = yy[:, None].expand(-1, cols)
@@ -490,6 +468,18 @@ class LabelPropagator:
             if transposed:  # (row, col) of the transposed grid = (x, y) of the frame
                 return (grid_x * rows + grid_y).reshape(-1)
             return (grid_y * cols + grid_x).reshape(-1)
+
+        if key[4] == "all":
+            outside = None
+        else:
+            dy = ty[:, None] - sy[None, :]  # [ty, Ry]
+            dx = xs[:, None] - xs[None, :]  # [cols, cols]
+            if self.config.window == "square":
+                valid = (dy.abs() <= r)[:, None, :, None] & (dx.abs() <= r)[None, :, None, :]
+            else:
+                valid = (dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2) < r * r
+            valid = valid.reshape(len(ty) * cols, len(sy) * cols)
+            outside = None if bool(valid.all()) else ~valid  # 1 byte per pair, broadcast
 
         device = self._feats.device  # built once per band on the CPU, kept on the buffers' device
         hit = tuple(None if x is None else x.to(device) for x in (outside, flat(sy), flat(ty)))
@@ -562,6 +552,7 @@ def window_size(config: PropagationConfig) -> int:
 
 
 __all__ = [
+    "DEFAULT_PRESET",
     "PRESETS",
     "LabelPropagator",
     "PropagationConfig",

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from videorep.data.vip import N_CLASSES, VipVideo, list_videos, load_video, read_part_labels
-from videorep.eval.core import index_to_soft, propagate_frames, soft_to_index, write_indexed_png
+from videorep.eval.core import propagate_frames, write_indexed_png
+from videorep.eval.labels import grid_to_labels, labels_to_grid
 from videorep.eval.metrics import confusion_matrix, iou_per_class, mean_iou
 from videorep.eval.propagation import PropagationConfig
 from videorep.eval.runner import Benchmark, Item, run_benchmark, split_names
@@ -37,7 +38,9 @@ def evaluate_video(
     """Propagate one video, write predictions of annotated frames and return its confusion matrix."""
     labels0 = read_part_labels(video.annotations[0], n_classes)
     void0 = labels0 == 255
-    soft0 = index_to_soft(np.where(void0, 0, labels0), n_classes, grid, void0)
+    input_size = getattr(extract, "input_size", None)  # the encoder's input (label modes)
+    input_size = None if input_size is None else tuple(input_size)
+    soft0 = labels_to_grid(np.where(void0, 0, labels0), n_classes, grid, config, input_size, void0)
     conf = np.zeros((n_classes, n_classes), np.int64)
     vis = visualizer_factory(video.name) if visualizer_factory else None
     current: dict = {}
@@ -51,7 +54,7 @@ def evaluate_video(
         ann = video.annotations.get(t)
         if ann is None and vis is None:
             continue
-        pred = soft_to_index(soft, current["rgb"].shape[:2])
+        pred = grid_to_labels(soft, current["rgb"].shape[:2], config, input_size)
         gt = None
         if ann is not None:
             gt = read_part_labels(ann, n_classes)

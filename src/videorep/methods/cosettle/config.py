@@ -19,6 +19,8 @@ from videorep.methods.sources import SourcesConfig
 from videorep.utils.config import load_file, setting
 
 RECIPES = Path(__file__).parent / "recipes"
+CROPS = ("authors", "full-res")
+INPUT_NORMS = ("authors", "family")
 
 
 @dataclass
@@ -28,9 +30,26 @@ class CoSettleConfig:
     backbone: str = setting(DEFAULT_BACKBONE, help="frozen image encoder (videorep backbones)")
     checkpoint: str | None = setting(None, help="backbone checkpoint (released format)")
     head: str = setting("linear", choices=HEADS, help="projection head")
-    head_init: str = setting("trunc_normal", choices=INITS, help="head initialisation")
+    head_init: str = setting(
+        "auto",
+        choices=INITS,
+        help="head initialisation. auto (the paper's code): the backbone family's own init - "
+        "Xavier-uniform for MAE and MoCo v3, PyTorch's nn.Linear default for CLIP, "
+        "trunc-normal std 0.02 for DINO, iBOT, BLIP, I-JEPA, DINOv2 and the rest; identity "
+        "(0.05 I) is the CPU recipe's, not the paper's",
+    )
+    input_norm: str = setting(
+        "authors",
+        choices=INPUT_NORMS,
+        help="CLIP / BLIP input statistics: authors (the paper's code: ImageNet mean/std for "
+        "every backbone) or family (each family's own, e.g. CLIP's; videorep's former default)",
+    )
     tau: float = setting(0.03, help="walk temperature (0.03)")
-    pool: int = setting(2, help="token average-pooling window (2)")
+    pool: int = setting(
+        2,
+        help="token average-pooling window: 2 is the paper's (14x14 -> 7x7); the CPU recipe "
+        "uses 1 (the full grid)",
+    )
     reg: str = setting("kl", choices=tuple(REGULARIZERS), help="regulariser")
     lambda_reg: float = setting(3.0, help="regulariser weight (3)")
     pea: bool = setting(True, flag="--no-pea", help="disable PEA (shows the shortcut)")
@@ -50,6 +69,14 @@ class CoSettleConfig:
             raise VideorepError(f"--tau must be positive, got {self.tau}")
         if self.pool < 1:
             raise VideorepError(f"--pool must be >= 1, got {self.pool}")
+        if self.input_norm not in INPUT_NORMS:
+            raise VideorepError(
+                f"--input-norm {self.input_norm!r}: expected one of {', '.join(INPUT_NORMS)}"
+            )
+        if self.head_init not in INITS:
+            raise VideorepError(
+                f"--head-init {self.head_init!r}: expected one of {', '.join(INITS)}"
+            )
         if self.encoder_dtype not in ("fp32", "bf16"):
             raise VideorepError(f"--encoder-dtype must be fp32 or bf16, not {self.encoder_dtype}")
 
@@ -68,6 +95,13 @@ class CoSettleDataConfig(SourcesConfig):
 
     delta: float = setting(0.15, help="frame gap / video length (0.15)")
     size: int = setting(224, help="crop size (224)")
+    crop: str = setting(
+        "authors",
+        choices=CROPS,
+        help="authors (the paper's code): squash each frame to size x size, then one single-try "
+        "RandomResizedCrop (scale 0.5-1, ratio 3/4-4/3); full-res: RandomResizedCrop (10 "
+        "tries) from the frame at its own resolution (the CPU recipe's)",
+    )
     frames: int = setting(2, cli=False)
     samples_per_video: int = setting(
         0,
@@ -75,8 +109,16 @@ class CoSettleDataConfig(SourcesConfig):
         "one global batch when there are fewer videos",
     )
     view_bank: int = setting(
-        0, metavar="K", help="encode K views per video once and train on the stored tokens"
+        0,
+        metavar="K",
+        help="encode K views per video once and train on the stored tokens (the CPU recipe's "
+        "shortcut, 32; the paper draws fresh frame pairs every step: 0)",
     )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.crop not in CROPS:
+            raise VideorepError(f"--crop {self.crop!r}: expected one of {', '.join(CROPS)}")
 
 
 def load_recipe(name: str = "cpu") -> dict[str, dict[str, Any]]:

@@ -7,9 +7,14 @@ As in the authors' released ``ST_adapter.py``:
 - ``mlp2``: Linear -> Tanh -> Linear -> LayerNorm.
 - ``mlp3``: Linear -> Tanh -> Linear -> Tanh -> Linear -> LayerNorm.
 
-Initialisation follows the authors' ViT ``_init_weights`` (truncated normal, std 0.02, zero
-bias, LayerNorm weight 1 / bias 0). ``identity`` initialisation (every Linear ``W = 0.05 I``)
-is offered as a knob: the head then starts as ``LayerNorm(z)``, i.e. at the frozen features.
+Initialisation (``init``): in the authors' repository the head is built inside each backbone's
+model file and initialised by that backbone's own init code, so it depends on the family
+(:data:`FAMILY_INIT`, ``init="auto"``, the default of ``train cosettle``): Xavier-uniform weights
+with zero bias for MAE (``models_mae.py``) and MoCo v3 (``vit_moco.py``); PyTorch's default
+``nn.Linear`` init (Kaiming-uniform ``a = sqrt(5)``, uniform bias) for CLIP; truncated normal
+(std 0.02, zero bias) for DINO, iBOT, BLIP, I-JEPA, DINOv2 and the rest. LayerNorm starts at
+weight 1 / bias 0 in every case. ``identity`` (every Linear ``W = 0.05 I``, zero bias; the CPU
+recipe's) is videorep's own: the head then starts as ``LayerNorm(z)``, at the frozen features.
 
 A trained head is exported as ``projection.safetensors`` + ``config.json`` in one folder, which
 evaluation loads with :func:`load_projection` (``--projection DIR``).
@@ -27,21 +32,47 @@ from torch import nn
 from videorep.errors import VideorepError
 
 HEADS = ("linear", "mlp2", "mlp3")
-INITS = ("trunc_normal", "identity")
+INITS = ("auto", "trunc_normal", "xavier_uniform", "torch_default", "identity")
+#: the head init of the authors' repository per backbone family (``init="auto"``)
+FAMILY_INIT = {
+    "mae": "xavier_uniform",
+    "mocov3": "xavier_uniform",
+    "mocov3_base": "xavier_uniform",
+    "clip": "torch_default",
+}
+
+
+def resolve_init(init: str, family: str | None) -> str:
+    """``init`` with ``"auto"`` replaced by the family's (:data:`FAMILY_INIT`, else trunc-normal)."""
+    if init != "auto":
+        return init
+    return FAMILY_INIT.get(family or "", "trunc_normal")
+
+
 IDENTITY_GAIN = 0.05
 MAX_DIM = 8192  # widest encoder a projection can be loaded for (ViT-G is 1536)
 
 
 class ProjectionHead(nn.Module):
-    """Token-wise projection ``[B, N, d] -> [B, N, d]``."""
+    """Token-wise projection ``[B, N, d] -> [B, N, d]``.
+
+    ``kind="linear"`` is the paper's head (Linear -> Tanh -> LayerNorm, as ``ST_adapter.py``).
+    ``init`` is resolved already (:func:`resolve_init`): the paper's code initialises the head
+    with the backbone family's own init, which is trunc-normal only for some families (DINO,
+    iBOT, BLIP, I-JEPA, DINOv2); MAE and MoCo v3 use Xavier-uniform, CLIP PyTorch's default.
+    """
 
     def __init__(self, dim: int, kind: str = "linear", init: str = "trunc_normal") -> None:
         super().__init__()
         if kind not in HEADS:
             raise VideorepError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
-        if init not in INITS:
-            raise VideorepError(f"unknown head init {init!r}; choose one of {', '.join(INITS)}")
+        if init not in INITS or init == "auto":
+            raise VideorepError(
+                f"head init {init!r}: choose one of {', '.join(INITS[1:])} ('auto' is resolved "
+                "from the backbone family by resolve_init first)"
+            )
         self.dim, self.kind, self.init = dim, kind, init
+        self.input_norm = "family"  # how the encoder's input was normalised in training
         self.source = ""  # where a loaded head came from, for error messages
         n_linear = {"linear": 1, "mlp2": 2, "mlp3": 3}[kind]
         layers: list[nn.Module] = []
@@ -57,12 +88,17 @@ class ProjectionHead(nn.Module):
     def reset_parameters(self) -> None:
         for m in self.net:
             if isinstance(m, nn.Linear):
+                if self.init == "torch_default":  # nn.Linear's own (CLIP)
+                    m.reset_parameters()
+                    continue
                 if self.init == "identity":
                     # scaled identity: tanh stays in its linear range for encoder tokens of std
                     # ~2 (DINOv2), so the head starts as LayerNorm(z), the frozen features
                     # re-centred per token
                     nn.init.eye_(m.weight)
                     m.weight.data.mul_(IDENTITY_GAIN)
+                elif self.init == "xavier_uniform":  # MAE models_mae.py, MoCo v3 vit_moco.py
+                    nn.init.xavier_uniform_(m.weight)
                 else:
                     nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
@@ -142,6 +178,8 @@ def load_projection(path: str | Path, expect_dim: int | None = None) -> Projecti
             f"encoder width {expect_dim}"
         )
     head.source = f"{folder} (trained on {config.get('backbone', 'another backbone')})"
+    # heads saved before the setting existed were trained with the family's statistics
+    head.input_norm = config.get("input_norm", "family")
     missing, unexpected = head.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise VideorepError(

@@ -19,7 +19,7 @@ from videorep.backbones.encoder import ImageEncoder
 from videorep.backbones.pos import pea
 from videorep.errors import VideorepError
 from videorep.methods.cosettle.config import CoSettleConfig
-from videorep.methods.cosettle.heads import ProjectionHead
+from videorep.methods.cosettle.heads import ProjectionHead, resolve_init
 from videorep.methods.cosettle.losses import REGULARIZERS, cycle_loss
 from videorep.train.distributed import rank as dist_rank
 from videorep.train.distributed import world_size as dist_world_size
@@ -51,9 +51,12 @@ class CoSettle(Method):
         self.encoder.requires_grad_(False)
         if config.encoder_dtype == "bf16":
             self.encoder.autocast_dtype = torch.bfloat16
+        # CLIP / BLIP: the authors feed ImageNet-normalised frames as they are ("authors")
+        self.encoder.family_norm = config.input_norm == "family"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the head's initialisation is a function of the seed
-            self.head = ProjectionHead(encoder.embed_dim, config.head, config.head_init)
+            init = resolve_init(config.head_init, _family(encoder))
+            self.head = ProjectionHead(encoder.embed_dim, config.head, init)
         self.pea_generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 
@@ -149,3 +152,11 @@ class CoSettle(Method):
         from videorep.methods.cosettle.heads import save_projection
 
         save_projection(self.head, Path(out_dir) / "projection", extra=self.export_config())
+
+
+def _family(encoder: ImageEncoder) -> str | None:
+    """The registry family of ``encoder`` (``None`` for an unregistered one)."""
+    from videorep.backbones.registry import BACKBONES
+
+    spec = BACKBONES.get(getattr(encoder, "name", ""))
+    return spec.family if spec is not None else None

@@ -52,6 +52,8 @@ def train_cosettle(
         size=data.size,
         seed=train_config.seed,
         repeats=repeats,
+        squash=data.size if data.crop == "authors" else None,
+        tries=1 if data.crop == "authors" else 10,
     )
     method = CoSettle(encoder, method_config, seed=train_config.seed)
     method.to(setup_device(train_config))  # --device: the view bank is encoded there too
