@@ -151,13 +151,14 @@ def davis_row(encoder, name: str, precision: str, n_frames: int, peak: float) ->
     import numpy as np
 
     from videorep.eval.core import FeatureExtractor, propagate_masks
+    from videorep.eval.presets import DEFAULT_PRESET
     from videorep.eval.propagation import resolve_config
 
     torch.cuda.reset_peak_memory_stats()
     encoder = encoder.to("cuda")
     encoder.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     extractor = FeatureExtractor(encoder, (480, 854))
-    config = resolve_config("paper", "davis")
+    config = resolve_config(DEFAULT_PRESET, "davis")
     rng = np.random.default_rng(0)
     video = [rng.integers(0, 255, (480, 854, 3), dtype=np.uint8) for _ in range(n_frames)]
     labels0 = np.zeros((480, 854), dtype=np.uint8)

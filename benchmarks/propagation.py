@@ -139,7 +139,7 @@ def run_engine(args, q) -> None:
     from videorep.eval.propagation import LabelPropagator, resolve_config
 
     ex, frames, label0 = load_setup(args)
-    cfg = resolve_config("paper", "davis")
+    cfg = resolve_config("dino-paper-params", "davis")
     prop = LabelPropagator(cfg)
     enc_time = prop_time = 0.0
     softs = []
@@ -239,7 +239,7 @@ def run_reference(args, q) -> None:
     from videorep.eval.propagation import normalize_features, resolve_config
 
     ex, frames, label0 = load_setup(args)
-    cfg = resolve_config("paper", "davis")
+    cfg = resolve_config("dino-paper-params", "davis")
     h, w = ex.grid
     enc_time = prop_time = extra_enc = 0.0
     t0 = time.perf_counter()

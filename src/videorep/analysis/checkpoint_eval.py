@@ -19,6 +19,7 @@ import torch
 
 from videorep.data.images import parse_size
 from videorep.errors import VideorepError
+from videorep.eval.presets import DEFAULT_PRESET
 
 LOG = "checkpoint_evals.jsonl"
 
@@ -34,7 +35,7 @@ class CheckpointEvaluator:
         split: str = "val",
         sequences: list[str] | None = None,
         max_frames: int | None = None,
-        preset: str = "paper",
+        preset: str | None = None,
     ) -> None:
         if every < 1:
             raise VideorepError(f"--eval-every {every}: must be at least 1")
@@ -43,7 +44,8 @@ class CheckpointEvaluator:
             raise VideorepError(f"--eval-root {self.root}: not a DAVIS root (no JPEGImages/)")
         self.year = 2017 if (self.root / "ImageSets" / "2017").is_dir() else 2016
         self.every, self.size, self.split = int(every), parse_size(size), split
-        self.sequences, self.max_frames, self.preset = sequences, max_frames, preset
+        self.sequences, self.max_frames = sequences, max_frames
+        self.preset = preset or DEFAULT_PRESET
         self._cached = None
         self.records: list[dict] = []
 
