@@ -97,6 +97,10 @@ def register(subparsers) -> None:
         bench.add_arguments(p)
         p.set_defaults(func=run_eval_command, benchmark=name)
 
+    from videorep.eval.segmentation_cli import add_segmentation_command
+
+    add_segmentation_command(sub)
+
 
 def build_extractor(args: argparse.Namespace):
     """Encoder (+ optional projection) wrapped as a :class:`FeatureExtractor`."""
