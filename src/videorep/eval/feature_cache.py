@@ -75,11 +75,11 @@ class CachingEncoder:
         return tokens
 
 
-def _read_entry(path: Path, batch: int, dim: int) -> torch.Tensor:
+def _read_entry(path: Path, batch: int | None, dim: int | None) -> torch.Tensor:
     """The ``[B, N, D]`` tokens of one cache entry (safetensors: no code runs while reading).
 
     A damaged or foreign file, or one whose shape does not fit the request, is one error naming
-    it.
+    it (``None``: that size is not checked; the video-feature cache uses this reader too).
     """
     from safetensors.torch import load_file
 
@@ -94,8 +94,8 @@ def _read_entry(path: Path, batch: int, dim: int) -> torch.Tensor:
         ) from None
     if (
         tokens.dim() != 3
-        or tokens.shape[0] != batch
-        or tokens.shape[2] != dim
+        or (batch is not None and tokens.shape[0] != batch)
+        or (dim is not None and tokens.shape[2] != dim)
         or not tokens.is_floating_point()
     ):
         raise VideorepError(
