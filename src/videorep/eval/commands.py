@@ -96,6 +96,9 @@ def register(subparsers) -> None:
         _common(p, bench.default_size)
         bench.add_arguments(p)
         p.set_defaults(func=run_eval_command, benchmark=name)
+    from videorep.eval.video_commands import register_video_commands  # video-level benchmarks
+
+    register_video_commands(sub)
 
     from videorep.eval.segmentation_cli import add_segmentation_command
 
