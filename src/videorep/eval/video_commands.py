@@ -68,6 +68,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="feature cache (default $VIDEOREP_CACHE/video-features); 'none' disables it",
     )
     p.add_argument("--batch-size", type=int, default=32, help="frames or clips per encoder call")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     add_device_argument(p)
 
 
@@ -143,34 +146,57 @@ def build_video_encoder(args: argparse.Namespace):
     if args.video_encoder:
         spec = args.video_encoder
         if spec.startswith("random:"):
-            from videorep.methods.bodvcl.encoders import build_encoder
+            from videorep.methods.bodvcl.encoders import ENCODERS
 
             name = spec.split(":", 1)[1]
-            torch.manual_seed(0)
-            model = build_encoder(name, img_size=args.size)
-            return ClipFeatureEncoder(model, f"random:{name}:seed0:size{args.size}")
-        from videorep.methods.bodvcl import build_bodvcl
-        from videorep.train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(spec)
-        if ckpt.get("method") != "bodvcl":
-            raise VideorepError(
-                f"{spec}: a {ckpt.get('method')!r} checkpoint; --video-encoder takes a "
-                "`videorep train bodvcl` checkpoint"
+            if name not in ENCODERS:
+                raise VideorepError(
+                    f"--video-encoder {spec}: unknown encoder (random:{', random:'.join(ENCODERS)})"
+                )
+            return ClipFeatureEncoder(
+                lambda: _random_video_encoder(name, args.size),
+                f"random:{name}:seed0:size{args.size}",
             )
-        method = build_bodvcl(ckpt.get("config", {}))
-        method.load_checkpoint_state(ckpt["method_state"])
-        return ClipFeatureEncoder(method.online.encoder, f"bodvcl:{file_digest(spec)}")
-    from videorep.backbones import load_encoder
+        return ClipFeatureEncoder(lambda: _bodvcl_encoder(spec), f"bodvcl:{file_digest(spec)}")
+    from videorep.backbones.registry import get_spec
 
-    encoder = load_encoder(args.backbone, args.checkpoint)
+    spec = get_spec(args.backbone)
     projection = None
     if args.projection:
         from videorep.methods.cosettle.heads import load_projection
 
-        projection = load_projection(args.projection, expect_dim=encoder.embed_dim)
+        projection = load_projection(args.projection, expect_dim=spec.embed_dim)
     identity = f"{args.backbone}:{file_digest(args.checkpoint)}"
-    return FrameFeatureEncoder(encoder, identity, projection)
+
+    def build():  # noqa: ANN202
+        from videorep.backbones import load_encoder
+
+        return load_encoder(args.backbone, args.checkpoint)
+
+    return FrameFeatureEncoder(build, identity, projection, patch_size=spec.patch_size)
+
+
+def _random_video_encoder(name: str, size: int) -> torch.nn.Module:
+    from videorep.methods.bodvcl.encoders import build_encoder
+
+    torch.manual_seed(0)
+    return build_encoder(name, img_size=size)
+
+
+def _bodvcl_encoder(path: str) -> torch.nn.Module:
+    """The per-frame encoder of a ``videorep train bodvcl`` checkpoint."""
+    from videorep.methods.bodvcl import build_bodvcl
+    from videorep.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if ckpt.get("method") != "bodvcl":
+        raise VideorepError(
+            f"{path}: a {ckpt.get('method')!r} checkpoint; --video-encoder takes a "
+            "`videorep train bodvcl` checkpoint"
+        )
+    method = build_bodvcl(ckpt.get("config", {}))
+    method.load_checkpoint_state(ckpt["method_state"])
+    return method.online.encoder
 
 
 def _sampling(args: argparse.Namespace):
@@ -227,6 +253,10 @@ def _start(args: argparse.Namespace) -> torch.device:
     from videorep.utils.provenance import provenance_line
 
     device = resolve_device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise VideorepError(f"--threads {args.threads}: must be at least 1")
+        torch.set_num_threads(args.threads)
     print(provenance_line(device), file=sys.stderr, flush=True)
     return device
 

@@ -110,26 +110,42 @@ class Sampling:
                 raise VideorepError(f"sampling {name}={getattr(self, name)}: must be >= 1")
 
 
+def _built(model):  # noqa: ANN001, ANN202
+    return model if isinstance(model, nn.Module) or not callable(model) else model()
+
+
 class FrameFeatureEncoder:
     """An image encoder (+ optional Co-Settle head) on each sampled frame.
 
     Args:
         encoder: ``[B, 3, H, W] -> [B, h*w, D]`` tokens with ``patch_size`` and ``grid`` (a
-            ``videorep.backbones.ImageEncoder``).
-        projection: optional head ``[B, N, D] -> [B, N, D']`` (``methods.cosettle.heads``).
+            ``videorep.backbones.ImageEncoder``), or a function building it: then it is built
+            only when a video has to be encoded (a run served by the cache never builds it).
         identity: names the encoder and its weights for the cache (e.g. ``"vit_small:<digest>"``);
             the head's digest is added here.
+        projection: optional head ``[B, N, D] -> [B, N, D']`` (``methods.cosettle.heads``).
+        patch_size: the encoder's patch size (needed when ``encoder`` is a builder).
     """
 
     kind = "frames"
 
     def __init__(
-        self, encoder: nn.Module, identity: str, projection: nn.Module | None = None
+        self,
+        encoder: nn.Module | Callable[[], nn.Module],
+        identity: str,
+        projection: nn.Module | None = None,
+        patch_size: int | None = None,
     ) -> None:
-        self.encoder = encoder
+        self._encoder = encoder
         self.projection = projection
         self.identity = f"{identity}|head={module_digest(projection)}"
+        self.patch_size = patch_size
         self.calls = 0
+
+    @property
+    def encoder(self) -> nn.Module:
+        self._encoder = _built(self._encoder)
+        return self._encoder
 
     def to(self, device: torch.device) -> FrameFeatureEncoder:
         self.encoder.to(device).eval()
@@ -140,7 +156,8 @@ class FrameFeatureEncoder:
     def input_size(self, size: int) -> tuple[int, int]:
         from videorep.data.images import snap_to_patch
 
-        return snap_to_patch((size, size), int(self.encoder.patch_size))
+        patch = self.patch_size or int(self.encoder.patch_size)
+        return snap_to_patch((size, size), patch)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -156,16 +173,22 @@ class ClipFeatureEncoder:
     """A video encoder ``[K, L, 3, S, S] -> [K, T', C]`` (or ``[K, C]``) on clips.
 
     Args:
-        model: the encoder (e.g. a BOD-VCL ``FrameNet.encoder``), ImageNet-normalised input.
+        model: the encoder (e.g. a BOD-VCL ``FrameNet.encoder``), ImageNet-normalised input, or
+            a function building it when first needed.
         identity: names the encoder and its weights for the cache.
     """
 
     kind = "clips"
 
-    def __init__(self, model: nn.Module, identity: str) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module | Callable[[], nn.Module], identity: str) -> None:
+        self._model = model
         self.identity = identity
         self.calls = 0
+
+    @property
+    def model(self) -> nn.Module:
+        self._model = _built(self._model)
+        return self._model
 
     def to(self, device: torch.device) -> ClipFeatureEncoder:
         self.model.to(device).eval()
@@ -289,7 +312,7 @@ def extract_features(
     videos = list(collection)
     start = time.perf_counter()
     device = torch.device(device)
-    encoder.to(device)
+    moved = False  # the encoder is built and moved only when a video has to be encoded
     calls0 = encoder.calls
     folder = None
     if cache_dir is not None:
@@ -332,6 +355,10 @@ def extract_features(
         nonlocal pending, pending_items
         if not pending:
             return
+        nonlocal moved
+        if not moved:
+            encoder.to(device)
+            moved = True
         x = torch.cat([p for _, p in pending]).to(device)
         x = normalize(x)
         out = encoder(x).cpu()
