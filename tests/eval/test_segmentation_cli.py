@@ -99,3 +99,63 @@ def test_segmentation_command_errors(tmp_path: Path, capsys) -> None:
     np.save(root / "features" / "P03_cereals.npy", np.zeros((6, 2), np.float32))
     assert main(base + ["--epochs", "1"]) == 2
     assert "P03_cereals.npy: features of shape (6, 2) do not match" in capsys.readouterr().err
+
+
+def test_segmentation_from_videos_with_an_image_encoder(tmp_path: Path, capsys, one_thread) -> None:
+    """--videos: the generated set's videos are encoded frame by frame (a random ViT-Tiny), the
+    features cached in OUT/features and reused by a second run; another encoder is refused."""
+    from videorep.data.labelled_synthetic import LabelledSyntheticConfig, write_labelled_collection
+
+    cfg = LabelledSyntheticConfig(
+        shapes=("circle",),
+        directions=("right", "down"),
+        train_per_class=1,
+        test_per_class=1,
+        frames=4,
+        size=32,
+        segmentation_videos=4,
+        segmentation_frames=24,
+    )
+    write_labelled_collection(tmp_path / "c", cfg)
+    seg = tmp_path / "c" / "segmentation"
+    out = tmp_path / "o"
+    args = [
+        "eval",
+        "segmentation",
+        "--root",
+        str(seg),
+        "--videos",
+        str(seg / "videos"),
+        "--backbone",
+        "random_vit_tiny16",
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--width",
+        "8",
+        "--layers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    feats = sorted((out / "features").glob("*.npy"))
+    assert len(feats) == 4 and np.load(feats[0]).shape == (192, 24)
+    stamp = feats[0].stat().st_mtime_ns
+    assert main(args) == 0
+    assert feats[0].stat().st_mtime_ns == stamp  # read back, not recomputed
+    res = json.loads((out / "results.json").read_text())
+    assert res["counts"] == {
+        "train_videos": 3,
+        "test_videos": 1,
+        "test_frames": 24,
+        "classes": 2,
+        "feature_dim": 192,
+    }
+    capsys.readouterr()
+    assert main(args[:-7] + ["--size", "48", "--out", str(out), "--device", "cpu"]) == 2
+    assert "holds features of another encoder" in capsys.readouterr().err
