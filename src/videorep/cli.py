@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "videorep.data.commands",
     "videorep.methods.commands",
     "videorep.eval.commands",
+    "videorep.methods.bodvcl.commands",  # eval finetune (needs the trainer, so not in eval/)
     "videorep.demo",
     "videorep.experiments.commands",
     "videorep.analysis.commands",

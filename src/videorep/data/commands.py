@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_data_davis)
 
+    from videorep.data.labelled_synthetic_cli import add_labelled_synthetic_command
+
+    add_labelled_synthetic_command(sub)
+
 
 def run_data_davis(args: argparse.Namespace) -> int:
     from videorep.data.download import data_home, fetch_davis

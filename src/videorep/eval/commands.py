@@ -145,6 +145,10 @@ def register(subparsers) -> None:
 
     register_video_commands(sub)
 
+    from videorep.eval.segmentation_cli import add_segmentation_command
+
+    add_segmentation_command(sub)
+
 
 def resolve_runtime(args: argparse.Namespace) -> argparse.Namespace:
     """Turn ``--device``, ``--encoder-dtype`` and ``--batch-frames`` into their decisions, once.
