@@ -184,19 +184,11 @@ def _random_video_encoder(name: str, size: int) -> torch.nn.Module:
 
 
 def _bodvcl_encoder(path: str) -> torch.nn.Module:
-    """The per-frame encoder of a ``videorep train bodvcl`` checkpoint."""
-    from videorep.methods.bodvcl import build_bodvcl
-    from videorep.train.checkpoint import load_checkpoint
+    """The per-frame encoder of a ``videorep train bodvcl`` checkpoint (built from the run's own
+    method config; one loader, shared with ``eval finetune``)."""
+    from videorep.methods.bodvcl.finetune import load_bodvcl_encoder
 
-    ckpt = load_checkpoint(path)
-    if ckpt.get("method") != "bodvcl":
-        raise VideorepError(
-            f"{path}: a {ckpt.get('method')!r} checkpoint; --video-encoder takes a "
-            "`videorep train bodvcl` checkpoint"
-        )
-    method = build_bodvcl(ckpt.get("config", {}))
-    method.load_checkpoint_state(ckpt["method_state"])
-    return method.online.encoder
+    return load_bodvcl_encoder(path)[0]
 
 
 def _sampling(args: argparse.Namespace):
