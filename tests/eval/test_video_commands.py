@@ -133,7 +133,7 @@ def test_bodvcl_checkpoint_as_video_encoder(root, tmp_path):
     ckpt = tmp_path / "bodvcl.pt"
     atomic_save(
         {"format": FORMAT, "method": "bodvcl", "method_state": method.checkpoint_state(),
-         "config": {"method": "bodvcl", **config}},
+         "config": {"method": "bodvcl", "method_config": config}},  # as the trainer writes it
         ckpt,
     )  # fmt: skip
     args = ["eval", "retrieval", *_base(root, tmp_path / "b", "none"), "--clip-len", "4"]
