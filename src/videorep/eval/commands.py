@@ -131,7 +131,9 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
 
 
 def register(subparsers) -> None:
-    ev = subparsers.add_parser("eval", help="evaluate: label propagation (davis, vip, jhmdb) and video-level tasks")
+    ev = subparsers.add_parser(
+        "eval", help="evaluate: label propagation (davis, vip, jhmdb) and video-level tasks"
+    )
     sub = ev.add_subparsers(dest="eval_command", metavar="BENCHMARK")
     sub.required = True
 
