@@ -294,7 +294,13 @@ def test_vip_and_jhmdb_batched_match_one_by_one(task, tmp_path):
     reports = []
     for n in (1, 3):
         ex = FeatureExtractor(ColourEncoder(patch_size=4), (96, 112), batch_frames=n)
-        rep = run(root, ex, resolve_config("dino-paper-params", task), tmp_path / f"o{n}", log=lambda s: None)
+        rep = run(
+            root,
+            ex,
+            resolve_config("dino-paper-params", task),
+            tmp_path / f"o{n}",
+            log=lambda s: None,
+        )
         reports.append(rep["per_sequence"])
     for a, b in zip(*reports):
         a.pop("seconds", None), b.pop("seconds", None)
