@@ -32,7 +32,7 @@ def intra_covariance(videos: Sequence[torch.Tensor], pairs: str = "adjacent") ->
     """Definition 1 from ``videos`` ``[T, N, D]``: ``[D, D]`` (float64), averaged over all
     (frame pair, patch) samples."""
     d = videos[0].shape[-1]
-    total = torch.zeros(d, d, dtype=torch.float64)
+    total = torch.zeros(d, d, dtype=torch.float64, device=videos[0].device)
     count = 0
     for v in videos:
         p = frame_pairs(v.shape[0], pairs)
