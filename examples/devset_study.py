@@ -117,7 +117,11 @@ def main() -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--sequences", nargs="*", default=None, help="restrict to these sequences")
     ap.add_argument("--size", default="476x854")
-    ap.add_argument("--preset", default="paper")
+    ap.add_argument(
+        "--preset",
+        default="dino-paper-params",
+        help="propagation preset (the study used the former paper preset)",
+    )
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
     ap.add_argument("--cache-dir", default=None, help="feature cache (shared with the sweep)")
     ap.add_argument(
