@@ -291,7 +291,7 @@ def test_resume_with_other_data_settings_or_dtype_is_refused(trained, frame_fold
         (["--fps", "4"], "'data.fps': (2.0, 4.0)"),
         (["--size", "48"], "'data.size': (32, 48)"),
         (["--view-bank", "2"], "'data.view_bank': (0, 2)"),
-        (["--encoder-dtype", "bf16"], "'encoder_dtype': ('fp32', 'bf16')"),
+        (["--encoder-dtype", "bf16"], "'encoder_dtype': ('auto', 'bf16')"),
         (["--weight-decay", "0.1"], "'train.weight_decay': (0.05, 0.1)"),
     ]:
         args = cosettle_args(frame_folders, trained, "--max-steps", "2", "--resume", *extra)

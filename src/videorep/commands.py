@@ -78,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _model_args(p: argparse.ArgumentParser, size: str | None) -> None:
     from videorep.utils.device import add_device_argument
+    from videorep.utils.encoder_dtype import add_encoder_dtype_argument
 
     p.add_argument(
         "--backbone", default=DEFAULT_BACKBONE, help=f"registered name (default {DEFAULT_BACKBONE})"
@@ -92,6 +93,7 @@ def _model_args(p: argparse.ArgumentParser, size: str | None) -> None:
     )
     p.add_argument("--fps", type=float, default=None, help="video sampling rate (default: native)")
     add_device_argument(p)
+    add_encoder_dtype_argument(p)
 
 
 def _model(args: argparse.Namespace):  # noqa: ANN202
@@ -99,7 +101,7 @@ def _model(args: argparse.Namespace):  # noqa: ANN202
     from videorep.utils.device import resolve_device
 
     device = resolve_device(args.device)
-    encoder = load_encoder(args.backbone, args.checkpoint, device)
+    encoder = load_encoder(args.backbone, args.checkpoint, device, args.encoder_dtype)
     projection = None
     if args.projection:
         projection = load_projection(args.projection, device, expect_dim=encoder.embed_dim)

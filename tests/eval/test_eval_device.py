@@ -305,3 +305,35 @@ def test_vip_and_jhmdb_batched_match_one_by_one(task, tmp_path):
     for a, b in zip(*reports):
         a.pop("seconds", None), b.pop("seconds", None)
         assert a == b
+
+
+def test_auto_is_the_default_encoder_dtype_of_the_dense_commands_and_the_method():
+    """bf16 on native-bf16 CPUs became the default (9-sequence development set: -0.011 J&F)."""
+    from videorep.backbones import load_encoder
+    from videorep.cli import build_parser
+    from videorep.methods.cosettle import CoSettleConfig
+    from videorep.methods.cosettle.method import CoSettle
+    from videorep.utils.encoder_dtype import apply_encoder_dtype
+
+    parser = build_parser()
+    for argv in (
+        ["eval", "davis", "--root", "R", "--out", "O"],
+        ["eval", "jhmdb", "--root", "R", "--out", "O"],
+        ["propagate", "--video", "v", "--mask", "m", "--out", "o"],
+        ["features", "--input", "v", "--out", "o"],
+        ["demo"],
+        ["analyze", "tradeoff", "--videos", "v", "--out", "o"],
+        ["analyze", "shortcut", "--out", "o"],
+    ):
+        assert parser.parse_args(argv).encoder_dtype == "auto", argv
+    assert CoSettleConfig().encoder_dtype == "auto"
+    # the method decides auto for the device the encoder is on, and says what it chose
+    encoder = load_encoder("random_vit_tiny16")
+    expect = resolve_encoder_dtype("auto", torch.device("cpu"))
+    assert CoSettle(encoder, CoSettleConfig()).encoder_dtype == expect
+    assert (encoder.autocast_dtype is None) == (expect == "fp32")
+    assert CoSettle(encoder, CoSettleConfig(encoder_dtype="fp32")).encoder_dtype == "fp32"
+    assert encoder.autocast_dtype is None
+    assert (
+        apply_encoder_dtype(encoder, "bf16") == "bf16" and encoder.autocast_dtype == torch.bfloat16
+    )

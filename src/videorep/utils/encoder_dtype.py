@@ -5,8 +5,12 @@
 (there bf16 is a choice to make explicitly). The encoder then runs under ``torch.autocast`` to
 that dtype; what follows it (projection, propagation, losses) stays float32.
 
-The evaluation default stays ``fp32`` (``videorep eval --encoder-dtype``); the J&F measured with
-bf16 on a native-bf16 CPU is in docs/results/2026-12-03-encoder-bf16.md.
+``auto`` is the default of the dense commands (``eval davis|vip|jhmdb``, ``propagate``,
+``features``, ``train cosettle``, ``demo``, ``analyze``) and of ``videorep.load_encoder`` (the
+video-level ``eval`` commands keep float32, their cached features are keyed without a dtype): on the
+9-sequence DAVIS development set bf16 moved the mean J&F by -0.011 (largest single sequence
+-0.22; docs/results/2026-12-03-encoder-bf16.md). ``--encoder-dtype fp32`` restores float32
+everywhere; the tests that anchor numbers pass it.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import torch
 from videorep.errors import VideorepError
 
 ENCODER_DTYPES = ("auto", "fp32", "bf16")
+DEFAULT_ENCODER_DTYPE = "auto"
 ENCODER_DTYPE_HELP = (
-    "encoder compute dtype: auto (bf16 on CPUs with native bf16 - AVX512-BF16/AMX - else fp32, "
-    "also on CUDA), fp32, or bf16 (autocast; what follows the encoder stays fp32)"
+    "encoder compute dtype: auto (default: bf16 on CPUs with native bf16 - AVX512-BF16/AMX - "
+    "else fp32, also on CUDA), fp32, or bf16 (autocast; what follows the encoder stays fp32)"
 )
 
 
@@ -49,3 +54,28 @@ def resolve_encoder_dtype(
 def torch_dtype(name: str) -> torch.dtype | None:
     """The autocast dtype of a resolved encoder dtype (``None`` for fp32: no autocast)."""
     return {"fp32": None, "bf16": torch.bfloat16}[name]
+
+
+def add_encoder_dtype_argument(parser, default: str = DEFAULT_ENCODER_DTYPE) -> None:  # noqa: ANN001
+    """``--encoder-dtype {auto,fp32,bf16}`` on an argparse parser (one definition for all)."""
+    parser.add_argument(
+        "--encoder-dtype",
+        choices=list(ENCODER_DTYPES),
+        default=default,
+        help=ENCODER_DTYPE_HELP,
+    )
+
+
+def apply_encoder_dtype(
+    encoder,
+    spec: str | None,
+    device: torch.device | str | None = None,  # noqa: ANN001
+) -> str:
+    """Resolve ``spec`` on ``device`` (default: where ``encoder``'s parameters are), set the
+    encoder's autocast dtype accordingly and return the decision (``fp32`` / ``bf16``)."""
+    if device is None:
+        param = next(iter(encoder.parameters()), None)
+        device = param.device if param is not None else torch.device("cpu")
+    name = resolve_encoder_dtype(spec, device)
+    encoder.autocast_dtype = torch_dtype(name)
+    return name

@@ -89,9 +89,9 @@ def test_input_norm_authors_feeds_imagenet_statistics_to_clip():
     clip = ImageEncoder(vit, name="clip_vitb16", mean=CLIP_MEAN, std=CLIP_STD)
     renormalised = clip(x)
     assert not torch.allclose(renormalised, plain)
-    CoSettle(clip, CoSettleConfig())  # default input_norm="authors"
+    CoSettle(clip, CoSettleConfig(encoder_dtype="fp32"))  # default input_norm="authors"
     assert clip.family_norm is False and torch.equal(clip(x), plain)
-    CoSettle(clip, CoSettleConfig(input_norm="family"))
+    CoSettle(clip, CoSettleConfig(input_norm="family", encoder_dtype="fp32"))
     assert clip.family_norm is True and torch.equal(clip(x), renormalised)
 
 

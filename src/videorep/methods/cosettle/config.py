@@ -17,6 +17,7 @@ from videorep.methods.cosettle.heads import HEADS, INITS
 from videorep.methods.cosettle.losses import REGULARIZERS
 from videorep.methods.sources import SourcesConfig
 from videorep.utils.config import load_file, setting
+from videorep.utils.encoder_dtype import ENCODER_DTYPES
 
 RECIPES = Path(__file__).parent / "recipes"
 CROPS = ("authors", "full-res")
@@ -56,7 +57,12 @@ class CoSettleConfig:
     pea_alpha: float = setting(10.0, help="PEA interpolation ratio (10)")
     pea_mode: str = setting("random", choices=PEA_MODES, help="PEA crop placement")
     frames: int = setting(2, help="frames per walk (2 = the paper)")
-    encoder_dtype: str = setting("fp32", choices=("fp32", "bf16"), help="frozen encoder precision")
+    encoder_dtype: str = setting(
+        "auto",
+        choices=ENCODER_DTYPES,
+        help="frozen encoder precision: auto (bf16 on CPUs with native bf16, else fp32), fp32, "
+        "bf16",
+    )
 
     def validate(self) -> None:
         if self.reg not in REGULARIZERS:
@@ -77,8 +83,11 @@ class CoSettleConfig:
             raise VideorepError(
                 f"--head-init {self.head_init!r}: expected one of {', '.join(INITS)}"
             )
-        if self.encoder_dtype not in ("fp32", "bf16"):
-            raise VideorepError(f"--encoder-dtype must be fp32 or bf16, not {self.encoder_dtype}")
+        if self.encoder_dtype not in ENCODER_DTYPES:
+            raise VideorepError(
+                f"--encoder-dtype must be one of {', '.join(ENCODER_DTYPES)}, "
+                f"not {self.encoder_dtype}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict) -> CoSettleConfig:

@@ -25,6 +25,7 @@ from videorep.train.distributed import rank as dist_rank
 from videorep.train.distributed import world_size as dist_world_size
 from videorep.train.method import Method
 from videorep.utils.device import autocast_device_type
+from videorep.utils.encoder_dtype import apply_encoder_dtype
 
 
 def _full_precision(x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,8 @@ class CoSettle(Method):
         self.config = config
         self.encoder = encoder
         self.encoder.requires_grad_(False)
-        if config.encoder_dtype == "bf16":
-            self.encoder.autocast_dtype = torch.bfloat16
+        # --encoder-dtype auto: decided for the device the encoder is on (move it there first)
+        self.encoder_dtype = apply_encoder_dtype(encoder, config.encoder_dtype)
         # CLIP / BLIP: the authors feed ImageNet-normalised frames as they are ("authors")
         self.encoder.family_norm = config.input_norm == "family"
         with torch.random.fork_rng(devices=[]):

@@ -55,8 +55,12 @@ def train_cosettle(
         squash=data.size if data.crop == "authors" else None,
         tries=1 if data.crop == "authors" else 10,
     )
+    device = setup_device(train_config)  # --device: the view bank is encoded there too
+    encoder.to(device)  # before the method: --encoder-dtype auto is decided for this device
     method = CoSettle(encoder, method_config, seed=train_config.seed)
-    method.to(setup_device(train_config))  # --device: the view bank is encoded there too
+    method.to(device)
+    if train_config.progress and dist_info()[0] == 0:
+        print(f"videorep: frozen encoder in {method.encoder_dtype} on {device}", file=sys.stderr)
     run_config = {"method_config": asdict(method_config), "data": asdict(data)}
     dataset = pairs
     if data.view_bank:
@@ -67,6 +71,7 @@ def train_cosettle(
         }
         for key in HEAD_SIDE_SETTINGS:
             identity["method"].pop(key, None)  # head-side settings do not change the tokens
+        identity["method"]["encoder_dtype"] = method.encoder_dtype  # auto -> what it chose
         folder = build_view_bank(
             pairs,
             method,
