@@ -147,3 +147,18 @@ def test_shortcut_command_runs_six_short_runs(tmp_path: Path, capsys) -> None:
     assert result["samples"] == 4  # 2 views x 2 videos, one bank for all six runs
     assert (out / "view_bank" / "shuffled_z2.pt").is_file()
     assert (out / "shortcut.png").is_file()
+
+
+def test_token_cache_keeps_fp32_and_bf16_tokens_apart(tmp_path: Path) -> None:
+    from videorep.analysis.features import cached_encode_videos
+    from videorep.backbones import load_encoder
+    from videorep.data.sources import discover_sources
+
+    sources = discover_sources(_videos(tmp_path / "v", count=1, frames=2))
+    encoder = load_encoder(BACKBONE).eval()
+    kw = {"frames": 2, "resize": 40, "crop": 32, "progress": False}
+    fp32, _ = cached_encode_videos(tmp_path / "c", {"b": BACKBONE}, encoder, sources, **kw)
+    encoder.autocast_dtype = torch.bfloat16
+    bf16, _ = cached_encode_videos(tmp_path / "c", {"b": BACKBONE}, encoder, sources, **kw)
+    assert len(list((tmp_path / "c").glob("tokens-*.pt"))) == 2
+    assert not torch.equal(fp32[0].tokens, bf16[0].tokens)

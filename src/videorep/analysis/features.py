@@ -116,6 +116,8 @@ def cached_encode_videos(
         "frames": frames,
         "resize": resize,
         "crop": crop,
+        # fp32 and bf16 tokens never share an entry (--encoder-dtype)
+        "dtype": str(getattr(encoder, "autocast_dtype", None) or torch.float32),
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
     path = Path(cache) / f"tokens-{digest[:16]}.pt"
