@@ -55,12 +55,7 @@ from videorep.eval.fusion import FusedProjection
 from videorep.eval.propagation import resolve_config
 from videorep.methods.cosettle.heads import load_projection
 from videorep.utils.device import add_device_argument, resolve_device
-from videorep.utils.encoder_dtype import (
-    ENCODER_DTYPE_HELP,
-    ENCODER_DTYPES,
-    resolve_encoder_dtype,
-    torch_dtype,
-)
+from videorep.utils.encoder_dtype import add_encoder_dtype_argument, apply_encoder_dtype
 
 GAMMA = 0.3  # the paper's scale factor between D_intra and D_inter (supplementary, Eq. 54)
 TAU = 0.03  # walk temperature of the cycle accuracy (the training default)
@@ -141,9 +136,7 @@ def main() -> int:
     ap.add_argument(
         "--fuse", nargs="*", type=float, default=[], help="fusion alphas to evaluate for each head"
     )
-    ap.add_argument(
-        "--encoder-dtype", choices=list(ENCODER_DTYPES), default="auto", help=ENCODER_DTYPE_HELP
-    )
+    add_encoder_dtype_argument(ap)
     ap.add_argument("--no-instruments", action="store_true", help="only the propagation scores")
     ap.add_argument("--out", required=True)
     add_device_argument(ap)
@@ -167,8 +160,7 @@ def main() -> int:
             raise VideorepError(f"--fuse {alpha}: alphas lie in [0, 1]")
     device = resolve_device(args.device)
     encoder = load_encoder(args.backbone).to(device)
-    encoder_dtype = resolve_encoder_dtype(args.encoder_dtype, device)
-    encoder.autocast_dtype = torch_dtype(encoder_dtype)
+    encoder_dtype = apply_encoder_dtype(encoder, args.encoder_dtype, device)
     heads = {}
     for label, folder in args.head:
         heads[label] = load_projection(folder, expect_dim=encoder.embed_dim).to(device).eval()

@@ -38,7 +38,7 @@ from videorep.eval.presets import DEFAULT_PRESET, PRESETS, preset_size, preset_s
 from videorep.eval.runner import BENCHMARKS, load_benchmark
 from videorep.eval.runner import split_names as _split_names  # noqa: F401  (used by tests)
 from videorep.utils.device import add_device_argument
-from videorep.utils.encoder_dtype import DEFAULT_ENCODER_DTYPE, ENCODER_DTYPE_HELP, ENCODER_DTYPES
+from videorep.utils.encoder_dtype import DEFAULT_ENCODER_DTYPE, add_encoder_dtype_argument
 
 #: ``--encoder-dtype`` default of ``eval``
 #: ``--batch-frames`` default on a GPU (the CPU encodes one frame per call)
@@ -70,12 +70,7 @@ def _common(p: argparse.ArgumentParser, size: str) -> None:
         help=f"input HxW before snapping each side to the nearest multiple of the "
         f"patch size (default: the preset's size for this task, else {size})",
     )
-    p.add_argument(
-        "--encoder-dtype",
-        choices=list(ENCODER_DTYPES),
-        default=DEFAULT_ENCODER_DTYPE,
-        help=ENCODER_DTYPE_HELP + "; results.json records the dtype used",
-    )
+    add_encoder_dtype_argument(p, note="; results.json records the dtype used")
     add_device_argument(p)
     p.add_argument(
         "--batch-frames",

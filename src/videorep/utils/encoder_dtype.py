@@ -56,13 +56,18 @@ def torch_dtype(name: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16}[name]
 
 
-def add_encoder_dtype_argument(parser, default: str = DEFAULT_ENCODER_DTYPE) -> None:  # noqa: ANN001
-    """``--encoder-dtype {auto,fp32,bf16}`` on an argparse parser (one definition for all)."""
+def add_encoder_dtype_argument(
+    parser,  # noqa: ANN001
+    default: str = DEFAULT_ENCODER_DTYPE,
+    note: str = "",
+) -> None:
+    """``--encoder-dtype {auto,fp32,bf16}`` on an argparse parser (one definition for all);
+    ``note`` is appended to the help."""
     parser.add_argument(
         "--encoder-dtype",
         choices=list(ENCODER_DTYPES),
         default=default,
-        help=ENCODER_DTYPE_HELP,
+        help=ENCODER_DTYPE_HELP + note,
     )
 
 
