@@ -56,6 +56,10 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
     # a trained head changes the features: the two evaluations differ
     assert scores["frozen encoder"] != scores["Co-Settle head"]
     assert summary["train_steps"] == 2  # 4 clips x 4 views = 16 samples = 1 step per epoch
+    # the recipe reaches the run: walk temperature 0.1 (the development-set study), not 0.03
+    run_config = json.loads((out / "train" / "config.json").read_text())
+    assert run_config["method_config"]["tau"] == 0.1
+    assert run_config["method_config"]["pool"] == 1
     report = (out / "report.html").read_text()
     assert "synthetic" in report and "data:image/png;base64" in report
     assert report.index("Not DAVIS data") < report.index("<h2>")  # said at the top
