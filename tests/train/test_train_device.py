@@ -7,6 +7,7 @@ among the ``cuda`` tests (``pytest -m cuda``, ``make gpu-check``) and is skipped
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -318,3 +319,34 @@ def test_grad_scaler_path_of_the_default_optimizer_step(encoder) -> None:
     assert scaler._scale is not None  # the loss went through scaler.scale
     for key in plain:
         assert torch.allclose(scaled[key], plain[key], atol=1e-6), key
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_cleanup_frees_the_process_group_of_a_finished_ddp_run(tmp_path, monkeypatch) -> None:
+    """A finished run leaves DDP and its module in a reference cycle (``attach_ddp``); the
+    reducer holds the gloo group. :func:`cleanup` must free it, gloo threads and all, before the
+    interpreter exits (left to finalization it can abort the rank: a CI run of the torchrun
+    test died with SIGABRT, "terminate called without an active exception")."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    net = torch.nn.Linear(3, 2)
+    net(torch.randn(4, 3)).sum().backward()  # torch's own threads started before the count
+    before = _threads()
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    monkeypatch.setattr(udist, "_STARTED_HERE", True)
+    try:
+        ddp = DistributedDataParallel(net)
+        net.__dict__["_ddp_wrapper"] = ddp  # the cycle of Method.attach_ddp
+        ddp(torch.randn(4, 3)).sum().backward()
+        during = _threads()
+        del ddp, net
+    finally:
+        udist.cleanup()
+    assert not torch.distributed.is_initialized()
+    assert during > before  # the group's threads ran (else this test checks nothing)
+    assert _threads() == before

@@ -18,6 +18,7 @@ Bottom layer: imports only torch and :mod:`videorep.errors`.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -135,9 +136,17 @@ def on_cleanup(hook: Callable[[], None]) -> None:
 
 
 def cleanup() -> None:
-    """Destroy the process group if :func:`init_from_env` started it; forget derived groups."""
+    """Destroy the process group if :func:`init_from_env` started it; forget derived groups.
+
+    A garbage collection runs first: a finished run leaves its DistributedDataParallel wrapper in
+    a reference cycle with its method, and that wrapper's reducer holds the process groups. Left
+    to the interpreter's exit, the groups' gloo threads would outlive ``destroy_process_group``
+    and be torn down during finalization, which can abort the process (SIGABRT, "terminate
+    called without an active exception").
+    """
     global _STARTED_HERE, _OBJECT_GROUP
     if _STARTED_HERE and dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
     _STARTED_HERE = False
     _OBJECT_GROUP = None
