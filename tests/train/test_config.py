@@ -185,6 +185,25 @@ def test_generated_flags_are_todays_flags(name, today, choices, new) -> None:
     assert data.paths == ["d"] and data.fps == 2.0
 
 
+def test_the_shipped_cpu_recipe_is_a_train_config() -> None:
+    """``train cosettle --config recipes/cpu.yaml`` takes its sections and skips ``evaluation``."""
+    from videorep.methods.cosettle.config import RECIPES, load_recipe
+
+    recipe = load_recipe("cpu")
+    assert recipe["evaluation"] == {"fuse_alpha": 0.75}  # read by the demo only
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    from videorep.methods.commands import add_method_parser
+
+    add_method_parser(sub, load_method("cosettle"))
+    recipe_file = str(RECIPES / "cpu.yaml")
+    args = parser.parse_args(["cosettle", "--config", recipe_file, "--data", "d", "--out", "o"])
+    method_config, data, train = resolve_configs(load_method("cosettle"), args)
+    assert (method_config.tau, method_config.pool, method_config.head_init) == (0.1, 1, "identity")
+    assert (data.view_bank, data.crop) == (32, "full-res")
+    assert (train.lr, train.epochs, train.batch_size) == (1e-4, 120.0, 16)
+
+
 def run_args(frames: Path, out: Path, *extra: str) -> list[str]:
     args = ["train", "cosettle", "--data", str(frames), "--out", str(out)]
     args += ["--backbone", "random_vit_tiny16", "--size", "32", "--pool", "1", "--tau", "0.05"]

@@ -38,6 +38,8 @@ from videorep.utils.config import (
 SECTIONS = ("method_config", "data", "train")
 #: keys of a config file that are recorded but not read back
 RECORD_ONLY = ("global_batch", "provenance")
+#: sections of a recipe read by other commands (``evaluation``: the demo's fusion alpha)
+OTHER_COMMANDS = ("evaluation",)
 #: trainer settings taken from the command line only (never from ``--config``)
 COMMAND_LINE_ONLY = ("out", "resume")
 
@@ -110,7 +112,7 @@ def resolve_configs(plugin: MethodPlugin, args: argparse.Namespace) -> tuple[Any
                 f"{args.config}: holds a {name} config, not one of {plugin.name}; "
                 f"use videorep train {name}"
             )
-        unknown = sorted(set(file) - {"method", *SECTIONS, *RECORD_ONLY})
+        unknown = sorted(set(file) - {"method", *SECTIONS, *RECORD_ONLY, *OTHER_COMMANDS})
         if unknown:
             raise VideorepError(
                 f"{args.config}: unknown section(s) {', '.join(unknown)}; "

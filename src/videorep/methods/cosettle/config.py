@@ -134,6 +134,8 @@ def load_recipe(name: str = "cpu") -> dict[str, dict[str, Any]]:
     """A shipped recipe: ``{"method_config": {...}, "data": {...}, "train": {...}}`` overrides.
 
     The same file works as ``videorep train cosettle --config`` (with ``--data`` and ``--out``).
+    A recipe may also hold an ``evaluation`` section (``fuse_alpha``: how ``videorep demo``
+    fuses the head with the frozen tokens), which training does not read.
     """
     path = RECIPES / f"{name}.yaml"
     if not path.is_file():
