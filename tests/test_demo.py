@@ -42,11 +42,15 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
     printed = json.loads(captured.out.strip().splitlines()[-1])
     assert captured.err.count("evaluating on the GENERATED DAVIS-format set") == 2  # first, last
     assert printed["JF_mean"] == scores
-    assert set(scores) == {"frozen encoder", "Co-Settle head"}
+    fused = "head fused, alpha 0.75"  # the recipe's evaluation.fuse_alpha
+    assert set(scores) == {"frozen encoder", "Co-Settle head", fused}
     # the demo's numbers are what `videorep eval davis` gives on the same set, encoder and head
-    for label, extra in (("frozen encoder", []), ("Co-Settle head", ["--projection"])):
-        if extra:
-            extra = [*extra, str(out / "train" / "projection")]
+    head = ["--projection", str(out / "train" / "projection")]
+    for label, extra in (
+        ("frozen encoder", []),
+        ("Co-Settle head", head),
+        (fused, [*head, "--fuse-alpha", "0.75"]),
+    ):
         check = tmp_path / label.replace(" ", "-")
         base = ["eval", "davis", "--root", str(out / "synthetic-davis"), "--year", "2017"]
         args = [*base, "--backbone", "random_vit_tiny16", "--size", "96x160", "--out", str(check)]
@@ -55,6 +59,7 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
         assert scores[label] == round(100 * independent, 2), label
     # a trained head changes the features: the two evaluations differ
     assert scores["frozen encoder"] != scores["Co-Settle head"]
+    assert len({scores["frozen encoder"], scores["Co-Settle head"], scores[fused]}) == 3
     assert summary["train_steps"] == 2  # 4 clips x 4 views = 16 samples = 1 step per epoch
     # the recipe reaches the run: walk temperature 0.1 (the development-set study), not 0.03
     run_config = json.loads((out / "train" / "config.json").read_text())
@@ -64,7 +69,16 @@ def test_demo_writes_report_and_before_after_numbers(tmp_path, capsys, monkeypat
     assert "synthetic" in report and "data:image/png;base64" in report
     assert report.index("Not DAVIS data") < report.index("<h2>")  # said at the top
     assert report.count("<h3>") == 3  # one overlay strip per synthetic sequence
+    assert "--fuse-alpha 0.75" in report and "&quot;fuse_alpha&quot;: 0.75" in report
     # the trade-off table of the two runs (videorep analyze tradeoff), 3 sequences + 4 clips
     tradeoff = json.loads((out / "tradeoff.json").read_text())
     assert set(tradeoff["rows"]) == {"frozen encoder", "Co-Settle head"}
     assert len(tradeoff["videos"]) == 7 and "Trade-off metrics" in report
+
+
+@pytest.mark.parametrize("alpha", ["1.5", "-0.1", "nan"])
+def test_demo_refuses_a_fusion_alpha_outside_0_1_before_training(tmp_path, capsys, alpha) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--fuse-alpha", alpha, "--no-progress"]) == 2
+    assert f"--fuse-alpha {alpha}: must lie in [0, 1]" in capsys.readouterr().err
+    assert not (out / "train").exists()  # refused before any training
