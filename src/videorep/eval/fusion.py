@@ -28,6 +28,14 @@ import torch.nn.functional as F
 from videorep.errors import VideorepError
 
 
+def check_alpha(alpha: float, name: str = "fusion alpha") -> float:
+    """``alpha`` as a float in ``[0, 1]``; else one error naming ``name`` (e.g. a flag)."""
+    value = float(alpha)
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise VideorepError(f"{name} {value:g}: must lie in [0, 1]")
+    return value
+
+
 class FusedProjection(torch.nn.Module):
     """``[B, N, D] -> [B, N, 2D]`` concatenation of normalised frozen and projected tokens.
 
@@ -38,11 +46,8 @@ class FusedProjection(torch.nn.Module):
 
     def __init__(self, projection: Callable[[torch.Tensor], torch.Tensor], alpha: float) -> None:
         super().__init__()
-        alpha = float(alpha)
-        if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
-            raise VideorepError(f"fusion alpha {alpha}: must lie in [0, 1]")
         self.projection = projection
-        self.alpha = alpha
+        self.alpha = check_alpha(alpha)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.alpha == 0.0:
